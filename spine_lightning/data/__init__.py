@@ -1,0 +1,1 @@
+"""Reading images, label conventions, isotropic crops, boundary weights and the DataModule."""

@@ -1,0 +1,58 @@
+"""Vertebra-centred isotropic crops, resampled straight from the scan (cost ∝ crop, not CT).
+
+The crop's frame is built in physical space around the vertebra's centroid with the canonical
+identity direction of SimpleITK's LPS frame, so the network always sees the same anatomical axes
+(array axis 0: inferior→superior, 1: anterior→posterior, 2: right→left), whatever the scan's
+origin, spacing or direction (oblique scans included).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+AIR_HU = -1024.0
+
+
+def label_centroids(label: sitk.Image) -> dict[int, tuple[float, float, float]]:
+    """Physical centroid (mm) of every non-zero label value."""
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(sitk.Cast(label, sitk.sitkUInt16))
+    return {int(v): stats.GetCentroid(v) for v in stats.GetLabels()}
+
+
+def crop_frame(centre_mm, size_xyz, spacing_mm: float) -> dict:
+    """Origin, spacing, direction and size of a canonical crop whose centre is `centre_mm`."""
+    size = np.asarray(size_xyz, dtype=int)
+    origin = np.asarray(centre_mm, dtype=float) - (size - 1) / 2.0 * spacing_mm
+    return dict(
+        size=[int(n) for n in size],
+        origin=[float(o) for o in origin],
+        spacing=[float(spacing_mm)] * 3,
+        direction=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+    )
+
+
+def resample_to_frame(image: sitk.Image, frame: dict, *, is_label: bool, default: float | None = None) -> sitk.Image:
+    """Resample `image` onto `frame`: linear for CT (air outside the scan), nearest for labels."""
+    if default is None:
+        default = 0.0 if is_label else AIR_HU
+    return sitk.Resample(
+        image,
+        frame["size"],
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear,
+        frame["origin"],
+        frame["spacing"],
+        frame["direction"],
+        default,
+        image.GetPixelID() if is_label else sitk.sitkFloat32,
+    )
+
+
+def crop_pair(image: sitk.Image, label: sitk.Image, centre_mm, size_xyz, spacing_mm: float):
+    """CT crop (float32 HU) and label crop as numpy arrays indexed [z, y, x]."""
+    frame = crop_frame(centre_mm, size_xyz, spacing_mm)
+    ct = sitk.GetArrayFromImage(resample_to_frame(image, frame, is_label=False))
+    lab = sitk.GetArrayFromImage(resample_to_frame(label, frame, is_label=True))
+    return ct, lab, frame

@@ -1,0 +1,112 @@
+"""The LightningModule: wires network, losses and per-level metrics; nothing else."""
+
+from __future__ import annotations
+
+import math
+
+import hydra
+import lightning as L
+import torch
+
+from .errors import SpineError
+from .losses import adversarial_perturbation, segmentation_loss, weighted_cross_entropy
+from .metrics import PerLevelMetrics
+
+
+class SpineSegmentationModule(L.LightningModule):
+    """Single-vertebra segmentation with optional adversarial training.
+
+    Hyper-parameters are plain types (net config, optimiser settings, levels), so a checkpoint
+    rebuilds its own network and loads with `weights_only=True`.
+    Optimisation is manual: the input gradient for the adversarial perturbation comes from the same
+    backward pass that gives the gradients of L_st, so an adversarial step costs two forward and
+    two backward passes.
+    """
+
+    def __init__(self, net: dict, levels, lr: float = 1e-3, weight_decay: float = 0.0,
+                 epsilon: float = 0.0, perturbation: str = "sign", lam: float = 1.0,
+                 scheduler: str | None = "cosine"):
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.net = hydra.utils.instantiate(dict(net))
+        self.val_metrics = PerLevelMetrics(levels)
+        self.test_metrics = PerLevelMetrics(levels)
+        self.test_cases: list[dict] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    @property
+    def adversarial(self) -> bool:
+        return self.hparams.epsilon > 0
+
+    def training_step(self, batch, batch_idx):
+        opt = self.optimizers()
+        opt.zero_grad()
+        x, target, weights = batch["image"], batch["target"], batch["weights"]
+        if self.adversarial:
+            x = x.clone().requires_grad_(True)
+        loss_st = weighted_cross_entropy(self(x), target, weights)
+        self._check_finite(loss_st, batch, "L_st")
+        self.manual_backward(loss_st)
+        loss_at = None
+        if self.adversarial:
+            r = adversarial_perturbation(x.grad, self.hparams.epsilon, self.hparams.perturbation)
+            loss_at = weighted_cross_entropy(self(x.detach() + r), target, weights)
+            self._check_finite(loss_at, batch, "L_at")
+            self.manual_backward(self.hparams.lam * loss_at)
+            self.log("train/loss_at", loss_at.detach(), batch_size=len(target))
+        opt.step()
+        loss = segmentation_loss(loss_st.detach(), None if loss_at is None else loss_at.detach(), self.hparams.lam)
+        self.log("train/loss_st", loss_st.detach(), batch_size=len(target))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(target))
+        return loss
+
+    def on_train_epoch_end(self):
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+
+    def _check_finite(self, loss: torch.Tensor, batch, name: str) -> None:
+        if not math.isfinite(loss.item()):
+            raise SpineError(
+                f"non-finite {name} at global step {self.global_step} on subjects {', '.join(batch['subject'])}"
+            )
+
+    def _evaluate(self, batch, metrics: PerLevelMetrics, stage: str):
+        logits = self(batch["image"])
+        loss = weighted_cross_entropy(logits, batch["target"], batch["weights"])
+        self.log(f"{stage}/loss", loss, batch_size=len(batch["target"]), sync_dist=True)
+        preds = logits.argmax(dim=1)
+        metrics.update(preds, batch["target"], batch["level"])
+        return preds
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self):
+        self.log_dict(self.val_metrics.compute("val"), prog_bar=False)
+        self.val_metrics.reset()
+
+    def test_step(self, batch, batch_idx):
+        preds = self._evaluate(batch, self.test_metrics, "test")
+        for i in range(len(preds)):
+            p, t = preds[i].bool(), batch["target"][i].bool()
+            inter, union, total = (p & t).sum().item(), (p | t).sum().item(), p.sum().item() + t.sum().item()
+            self.test_cases.append(dict(subject=batch["subject"][i], level=batch["level"][i],
+                                        iou=inter / union if union else 1.0, dice=2 * inter / total if total else 1.0))
+
+    def on_test_epoch_start(self):
+        self.test_cases = []
+
+    def on_test_epoch_end(self):
+        self.log_dict(self.test_metrics.compute("test"))
+        self.test_metrics.reset()
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.scheduler == "cosine" and self.trainer is not None and self.trainer.max_epochs:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.trainer.max_epochs))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        return opt
