@@ -26,3 +26,19 @@ def run_cli(args, cwd, timeout=600, env=None):
 
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+# Overrides that make `train.py` run in seconds: three small phantoms, 3 mm crops, a tiny network.
+TINY_TRAIN = [
+    "data.subjects.num_train=1",
+    "data.subjects.num_val=1",
+    "data.subjects.num_test=1",
+    "data.subjects.spacing=[1.6,1.6,3.0]",
+    "data.spacing=3.0",
+    "data.crop_size=[32,48,32]",
+    "data.preprocess_workers=1",
+    "model.width=2",
+    "model.levels=3",
+    "trainer.max_epochs=1",
+    "~callbacks.rich_progress_bar",
+]
