@@ -1,0 +1,37 @@
+"""Loading trained checkpoints safely: `weights_only=True`, and the architecture checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .errors import SpineError
+from .module import SpineSegmentationModule
+
+NETWORK_TARGET = "spine_lightning.models.GCNResidualFCN"
+
+
+def load_segmentation_module(path: str | Path, map_location: str | torch.device = "cpu") -> SpineSegmentationModule:
+    """The trained module of a checkpoint written by `train.py`, in eval mode.
+
+    Fails with one line naming the file when it is missing, unreadable, not a checkpoint of this
+    project, or when its weights do not fit the architecture its hyper-parameters describe.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpineError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many kinds for a file that is not a checkpoint
+        raise SpineError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    net = (hparams or {}).get("net")
+    if not isinstance(net, dict) or net.get("_target_") != NETWORK_TARGET or "state_dict" not in ckpt:
+        raise SpineError(f"{path}: not a spine_lightning segmentation checkpoint (expected a {NETWORK_TARGET} network)")
+    module = SpineSegmentationModule(**hparams)
+    try:
+        module.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError:
+        raise SpineError(f"{path}: weights do not match the architecture in its hyper-parameters ({net})") from None
+    return module.eval()
