@@ -1,0 +1,36 @@
+"""Loader headroom: batches/s the training DataLoader delivers / training steps/s of the model."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from spine_lightning.data.datamodule import SpineDataModule
+from spine_lightning.data.sources import phantom_subjects
+from spine_lightning.module import SpineSegmentationModule
+
+from .training_steps import CPU_NET, _standalone
+
+
+def loader_headroom(crop_xyz, spacing: float, subjects: int = 3, batch: int = 2, steps: int = 4) -> dict:
+    dm = SpineDataModule(phantom_subjects(subjects, 1, 1), spacing=spacing, crop_size=crop_xyz, edge_weight=1.1,
+                         batch_size=batch, preprocess_workers=1)
+    dm.setup()
+    loader = dm.train_dataloader()
+    batches = list(loader)  # warm
+    t = time.perf_counter()
+    n = 0
+    for _ in range(3):
+        for b in loader:
+            n += 1
+    loader_rate = n / (time.perf_counter() - t)
+
+    module = _standalone(SpineSegmentationModule(net=CPU_NET, levels=dm.levels))
+    module.training_step(batches[0], 0)
+    t = time.perf_counter()
+    for i in range(steps):
+        module.training_step(batches[i % len(batches)], i)
+    step_rate = steps / (time.perf_counter() - t)
+    return dict(loader_headroom=loader_rate / step_rate, loader_batches_per_s=loader_rate,
+                train_steps_per_s=step_rate, threads=torch.get_num_threads())
