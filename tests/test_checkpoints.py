@@ -1,0 +1,39 @@
+import pytest
+import torch
+
+from spine_lightning.checkpoints import load_segmentation_module
+from spine_lightning.errors import SpineError
+from spine_lightning.module import SpineSegmentationModule
+
+NET = dict(_target_="spine_lightning.models.GCNResidualFCN", width=2, levels=3, convs=1, kernel=3, gcn_kernel=3)
+
+
+def _save(path, module, hparams=None):
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams or dict(module.hparams)}, path)
+
+
+def test_round_trip_restores_the_weights(tmp_path):
+    module = SpineSegmentationModule(net=NET, levels=["L2", "L3"])
+    _save(tmp_path / "m.ckpt", module)
+    loaded = load_segmentation_module(tmp_path / "m.ckpt")
+    x = torch.randn(1, 1, 8, 8, 8)
+    assert torch.equal(loaded(x), module.eval()(x))
+    assert not loaded.training
+
+
+def test_architecture_mismatch_is_refused_naming_the_file(tmp_path):
+    module = SpineSegmentationModule(net=NET, levels=["L2"])
+    _save(tmp_path / "wide.ckpt", module, dict(module.hparams, net=dict(NET, width=4)))
+    with pytest.raises(SpineError, match=r"wide\.ckpt: weights do not match"):
+        load_segmentation_module(tmp_path / "wide.ckpt")
+
+
+def test_foreign_or_broken_files_are_refused(tmp_path):
+    torch.save({"state_dict": {}, "hyper_parameters": {"net": {"_target_": "torchvision.models.resnet18"}}}, tmp_path / "other.ckpt")
+    with pytest.raises(SpineError, match="other.ckpt: not a spine_lightning segmentation checkpoint"):
+        load_segmentation_module(tmp_path / "other.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SpineError, match="junk.ckpt: not a readable PyTorch checkpoint"):
+        load_segmentation_module(tmp_path / "junk.ckpt")
+    with pytest.raises(SpineError, match="missing.ckpt: no such checkpoint file"):
+        load_segmentation_module(tmp_path / "missing.ckpt")
