@@ -126,11 +126,11 @@ def validate_train_config(cfg: DictConfig) -> None:
     _check_trainer(cfg)
     _number(cfg, "seed", "an integer", integer=True)
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is not None and not Path(str(ckpt_path)).is_file():
-        raise SpineError(f"{ckpt_path}: no such checkpoint file (ckpt_path)")
     if ckpt_path is not None and cfg.get("auto_resume"):
         raise ConfigError("auto_resume", True,
                           "false when ckpt_path is given (one way to choose the checkpoint)")
+    if ckpt_path is not None:
+        check_resume_checkpoint(ckpt_path, cfg.model)
 
 
 def check_subject_ids(subjects) -> None:
@@ -146,6 +146,8 @@ def check_resume_checkpoint(path: str | Path, model_cfg: DictConfig) -> None:
     config asks for; otherwise Lightning would fail later with a long traceback."""
     import torch
 
+    if not Path(path).is_file():
+        raise SpineError(f"{path}: no such checkpoint file (ckpt_path)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a file that is not a checkpoint

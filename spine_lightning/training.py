@@ -60,7 +60,7 @@ def train(cfg: DictConfig) -> float | None:
     validate_train_config(cfg)
     out_dir = Path(cfg.paths.output_dir)
     ckpt_path = checkpoint_to_resume(cfg.get("ckpt_path"), bool(cfg.get("auto_resume")), out_dir)
-    if ckpt_path:
+    if ckpt_path and not cfg.get("ckpt_path"):  # found by auto_resume; an explicit one is checked above
         check_resume_checkpoint(ckpt_path, cfg.model)
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")

@@ -15,7 +15,7 @@ from conftest import ROOT, TINY_TRAIN, run_cli
 # Deterministic, and the best checkpoint is the last epoch's (val/loss falls every epoch), so the
 # test metrics depend on the whole training trajectory, not just on epoch 0.
 RESUMABLE = [a for a in TINY_TRAIN if not a.startswith("trainer.max_epochs")] + [
-    "trainer.max_epochs=3",
+    "trainer.max_epochs=2",
     "trainer.deterministic=true",
     "callbacks.model_checkpoint.monitor=val/loss",
     "callbacks.model_checkpoint.mode=min",
