@@ -48,20 +48,27 @@ def _weights(path):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    run = tmp_path_factory.mktemp("uninterrupted") / "run"
-    result = run_cli(["train.py", *RESUMABLE, f"hydra.run.dir={run}"], cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run
+def runs(tmp_path_factory):
+    """An uninterrupted run, and alongside it (to save wall time) a run SIGKILLed right after its first
+    checkpoint: that one has `last.ckpt` but no `metrics.json`."""
+    uninterrupted = tmp_path_factory.mktemp("uninterrupted") / "run"
+    killed = tmp_path_factory.mktemp("killed") / "run"
+    proc = _start([*RESUMABLE, f"hydra.run.dir={uninterrupted}"], ROOT)
+    _kill_after_first_checkpoint([*RESUMABLE, f"hydra.run.dir={killed}"], killed, ROOT)
+    assert not (killed / "metrics.json").exists()
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    return uninterrupted, killed
 
 
 @pytest.fixture(scope="module")
-def killed(tmp_path_factory):
-    """A run SIGKILLed right after its first checkpoint: it has `last.ckpt` but no `metrics.json`."""
-    run = tmp_path_factory.mktemp("killed") / "run"
-    _kill_after_first_checkpoint([*RESUMABLE, f"hydra.run.dir={run}"], run, ROOT)
-    assert not (run / "metrics.json").exists()
-    return run
+def uninterrupted(runs):
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def killed(runs):
+    return runs[1]
 
 
 def test_killed_run_leaves_only_complete_checkpoints(killed):
