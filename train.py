@@ -6,12 +6,16 @@ from pathlib import Path
 import hydra
 
 from spine_lightning.cli import check_group_choices, run_task
+from spine_lightning.resume import register_resolvers
 
 CONF = str(Path(__file__).resolve().parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="train")
 def main(cfg):
+    from spine_lightning.config_checks import validate_train_config
+
+    run_task(validate_train_config, cfg)  # fail in a second, before Lightning is even imported
     from spine_lightning.training import train
 
     return run_task(train, cfg)
@@ -19,4 +23,5 @@ def main(cfg):
 
 if __name__ == "__main__":
     check_group_choices(sys.argv[1:], CONF)
+    register_resolvers()
     main()

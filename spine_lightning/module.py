@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import hydra
@@ -11,6 +12,8 @@ import torch
 from .errors import SpineError
 from .losses import adversarial_perturbation, segmentation_loss, weighted_cross_entropy
 from .metrics import PerLevelMetrics
+
+log = logging.getLogger(__name__)
 
 
 class SpineSegmentationModule(L.LightningModule):
@@ -25,7 +28,7 @@ class SpineSegmentationModule(L.LightningModule):
 
     def __init__(self, net: dict, levels, lr: float = 1e-3, weight_decay: float = 0.0,
                  epsilon: float = 0.0, perturbation: str = "sign", lam: float = 1.0,
-                 scheduler: str | None = "cosine"):
+                 scheduler: str | None = "cosine", nonfinite: str = "stop"):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -33,6 +36,7 @@ class SpineSegmentationModule(L.LightningModule):
         self.val_metrics = PerLevelMetrics(levels)
         self.test_metrics = PerLevelMetrics(levels)
         self.test_cases: list[dict] = []
+        self.skipped_batches = 0  # batches skipped for a non-finite loss (nonfinite="skip")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -48,13 +52,16 @@ class SpineSegmentationModule(L.LightningModule):
         if self.adversarial:
             x = x.clone().requires_grad_(True)
         loss_st = weighted_cross_entropy(self(x), target, weights)
-        self._check_finite(loss_st, batch, "L_st")
+        if not self._check_finite(loss_st, batch, "L_st"):
+            return None
         self.manual_backward(loss_st)
         loss_at = None
         if self.adversarial:
             r = adversarial_perturbation(x.grad, self.hparams.epsilon, self.hparams.perturbation)
             loss_at = weighted_cross_entropy(self(x.detach() + r), target, weights)
-            self._check_finite(loss_at, batch, "L_at")
+            if not self._check_finite(loss_at, batch, "L_at"):
+                opt.zero_grad()  # drop the L_st gradients too: the batch is skipped whole
+                return None
             self.manual_backward(self.hparams.lam * loss_at)
             self.log("train/loss_at", loss_at.detach(), batch_size=len(target))
         opt.step()
@@ -68,11 +75,25 @@ class SpineSegmentationModule(L.LightningModule):
         if scheduler is not None:
             scheduler.step()
 
-    def _check_finite(self, loss: torch.Tensor, batch, name: str) -> None:
-        if not math.isfinite(loss.item()):
-            raise SpineError(
-                f"non-finite {name} at global step {self.global_step} on subjects {', '.join(batch['subject'])}"
-            )
+    def _check_finite(self, loss: torch.Tensor, batch, name: str) -> bool:
+        """True if the loss is finite. Otherwise stop with the step and subjects (nonfinite="stop"), or
+        count the batch as skipped and return False (nonfinite="skip")."""
+        if math.isfinite(loss.item()):
+            return True
+        subjects = ", ".join(batch["subject"])
+        where = f"non-finite {name} at global step {self.global_step} on subjects {subjects}"
+        if self.hparams.get("nonfinite", "stop") != "skip":
+            raise SpineError(where + " (set nonfinite_loss=skip to skip such batches)")
+        self.skipped_batches += 1
+        log.warning("%s: batch skipped (%d so far)", where, self.skipped_batches)
+        self.log("train/skipped_batches", float(self.skipped_batches), batch_size=len(batch["subject"]))
+        return False
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["skipped_batches"] = self.skipped_batches
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.skipped_batches = int(checkpoint.get("skipped_batches", 0))
 
     def _evaluate(self, batch, metrics: PerLevelMetrics, stage: str):
         logits = self(batch["image"])

@@ -11,9 +11,12 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .config_checks import validate_train_config
+from .callbacks import has_nonfinite_parameters
+from .config_checks import check_resume_checkpoint, check_subject_ids, validate_train_config
+from .errors import SpineError
 from .io import write_json
 from .module import SpineSegmentationModule
+from .resume import checkpoint_to_resume, wandb_run_id
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,19 @@ def _instantiate_all(section: DictConfig | None) -> list:
     if not section:
         return []
     return [hydra.utils.instantiate(c) for c in section.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def _instantiate_loggers(section: DictConfig | None, out_dir: Path) -> list:
+    """Loggers from config; W&B gets this run directory's stored run id, so a resumed run continues it."""
+    loggers = []
+    for c in (section or {}).values():
+        if not (isinstance(c, DictConfig) and "_target_" in c):
+            continue
+        if str(c._target_).endswith("WandbLogger") and c.get("id") is None:
+            loggers.append(hydra.utils.instantiate(c, id=wandb_run_id(out_dir), resume="allow"))
+        else:
+            loggers.append(hydra.utils.instantiate(c))
+    return loggers
 
 
 def build_module(cfg: DictConfig) -> SpineSegmentationModule:
@@ -36,19 +52,24 @@ def build_module(cfg: DictConfig) -> SpineSegmentationModule:
         epsilon=float(adv.epsilon),
         perturbation=adv.perturbation,
         lam=float(adv.lam),
+        nonfinite=cfg.get("nonfinite_loss", "stop"),
     )
 
 
 def train(cfg: DictConfig) -> float | None:
     validate_train_config(cfg)
     out_dir = Path(cfg.paths.output_dir)
+    ckpt_path = checkpoint_to_resume(cfg.get("ckpt_path"), bool(cfg.get("auto_resume")), out_dir)
+    if ckpt_path and not cfg.get("ckpt_path"):  # found by auto_resume; an explicit one is checked above
+        check_resume_checkpoint(ckpt_path, cfg.model)
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
 
     datamodule = hydra.utils.instantiate(cfg.data)
+    check_subject_ids(datamodule.subjects)
     module = build_module(cfg)
     callbacks = _instantiate_all(cfg.get("callbacks"))
-    loggers = _instantiate_all(cfg.get("logger"))
+    loggers = _instantiate_loggers(cfg.get("logger"), out_dir)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     for logger in loggers:
@@ -56,8 +77,12 @@ def train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:
         write_json(out_dir / "splits.json", datamodule.split_of())
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if module.skipped_batches:
+        log.warning("%d training batches were skipped for a non-finite loss", module.skipped_batches)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if not best and has_nonfinite_parameters(module):
+        raise SpineError("training diverged: the weights are not finite and no best checkpoint was kept")
     if not best:
         log.warning("no best checkpoint was saved; testing the last weights")
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
