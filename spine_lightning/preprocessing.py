@@ -22,6 +22,7 @@ def preprocess(cfg: DictConfig) -> int:
     datamodule.check_subjects()
     start = time.perf_counter()
     written = datamodule.fill_cache(progress=True)
+    datamodule.setup()  # reads the entries back: absent levels warn (or fail with data.strict=true)
     total = len(datamodule.subjects) * len(datamodule.levels)
     log.info("%d subjects x %d levels: %d cache entries written, %d reused, in %.1f s; cache: %s",
              len(datamodule.subjects), len(datamodule.levels), written, total - written,

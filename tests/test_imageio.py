@@ -53,7 +53,8 @@ def test_damaged_gzip_fails_its_crc(tmp_path):
         read_image(tmp_path / "bad.nii.gz")
 
 
-@pytest.mark.parametrize("name,content", [("notes.nii", b"not an image"), ("notes.nii.gz", gzip.compress(b"hi"))])
+@pytest.mark.parametrize("name,content", [("notes.nii", b"not an image"),
+                                          ("notes.nii.gz", gzip.compress(b"hi"))])
 def test_a_file_that_is_not_an_image(tmp_path, name, content):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(SpineError, match=rf"{name.replace('.', '[.]')}: not a readable image"):
@@ -114,7 +115,8 @@ def test_several_dicom_series_list_their_uids_and_one_can_be_chosen(tmp_path):
 def test_image_and_label_on_different_grids(what, change):
     image = _volume()
     label = change(_volume(pixel=sitk.sitkUInt8))
-    with pytest.raises(SpineError, match=rf"lab\.nii\.gz: label {what} .* differs from the image's .*ct\.nii\.gz"):
+    message = rf"lab\.nii\.gz: label {what} .* differs from the image's .*ct\.nii\.gz"
+    with pytest.raises(SpineError, match=message):
         check_same_grid(image, label, "ct.nii.gz", "lab.nii.gz")
 
 

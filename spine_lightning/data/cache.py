@@ -83,13 +83,14 @@ class CropCache:
 
     def fill(self, subject, levels, spacing, crop_size, edge_weight: float) -> int:
         """Compute and store the subject's missing entries; the CT is read only if one is missing.
-        Returns how many entries were written."""
+        Returns how many entries this call placed (a parallel worker may have placed the same one)."""
         keys = self.keys(subject, levels, spacing, crop_size)
         todo = self.missing(keys)
         if not todo:
             return 0
         image, label = subject.load()
         centres = subject.crop_centres(label) if hasattr(subject, "crop_centres") else label_centroids(label)
+        placed = 0
         for level in todo:
             value = level_value(level)
             meta = dict(subject=subject.id, level=level, present=value in centres)
@@ -100,10 +101,10 @@ class CropCache:
                 arrays = {"hu": hu.astype(np.float32), "target": target,
                           weights_name(edge_weight): boundary_weights(target, edge_weight)}
                 meta.update(centre=[float(c) for c in centres[value]], frame=frame)
-            self._write_entry(self.entry(keys[level]), meta, arrays)
-        return len(todo)
+            placed += self._write_entry(self.entry(keys[level]), meta, arrays)
+        return placed
 
-    def _write_entry(self, final: Path, meta: dict, arrays: dict) -> None:
+    def _write_entry(self, final: Path, meta: dict, arrays: dict) -> bool:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
         try:
@@ -112,9 +113,11 @@ class CropCache:
             write_json(tmp / "meta.json", meta)  # last: an entry with meta.json is complete
             try:
                 os.rename(tmp, final)
+                return True
             except OSError:  # another worker wrote the same entry first: theirs is as good
                 if not (final / "meta.json").exists():
                     raise
+                return False
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
