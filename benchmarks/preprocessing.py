@@ -44,7 +44,8 @@ def synthetic_ct(size=(512, 512, 400), spacing=(0.7, 0.7, 1.0), levels: int = 4,
     centres = []
     for i in range(levels):
         cz, cy, cx = size[2] * (i + 1) // (levels + 1), size[1] // 2, size[0] // 2
-        ball = ((x - cx) * spacing[0]) ** 2 + ((y - cy) * spacing[1]) ** 2 + ((z - cz) * spacing[2]) ** 2 < 20**2
+        dist2 = ((x - cx) * spacing[0]) ** 2 + ((y - cy) * spacing[1]) ** 2 + ((z - cz) * spacing[2]) ** 2
+        ball = dist2 < 20**2
         label_arr[ball] = 21 + i
         centres.append(image.TransformIndexToPhysicalPoint((cx, cy, cz)))
     label = sitk.GetImageFromArray(label_arr)
@@ -54,8 +55,9 @@ def synthetic_ct(size=(512, 512, 400), spacing=(0.7, 0.7, 1.0), levels: int = 4,
 
 def whole_then_crop(image, label, centres, spacing_mm: float = 1.0):
     """The slow way: resample the whole CT to 1 mm in the canonical frame, then cut the crops out."""
-    corners = [image.TransformIndexToPhysicalPoint([c * (n - 1) for c, n in zip(corner, image.GetSize(), strict=True)])
-               for corner in np.ndindex(2, 2, 2)]
+    size_in = image.GetSize()
+    corners = [image.TransformIndexToPhysicalPoint([c * (n - 1) for c, n in zip(k, size_in, strict=True)])
+               for k in np.ndindex(2, 2, 2)]
     lo, hi = np.min(corners, axis=0), np.max(corners, axis=0)
     size = [int(np.ceil((h - low) / spacing_mm)) + 1 for low, h in zip(lo, hi, strict=True)]
     grid = (size, sitk.Transform())
@@ -88,7 +90,16 @@ def resampling_speed(size=(512, 512, 400), repeats: int = 3) -> dict:
             best = min(best, time.perf_counter() - start)
         times[name] = best
     return dict(ct_size=list(size), crops=len(centres), crop_only_s=times["crop_only"],
-                whole_then_crop_s=times["whole_then_crop"], speedup=times["whole_then_crop"] / times["crop_only"])
+                whole_then_crop_s=times["whole_then_crop"],
+                speedup=times["whole_then_crop"] / times["crop_only"])
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _measure_preprocessing_ram(num_subjects: int, cache_dir: str, workers: int) -> dict:
@@ -97,19 +108,23 @@ def _measure_preprocessing_ram(num_subjects: int, cache_dir: str, workers: int) 
     from spine_lightning.data.datamodule import SpineDataModule
     from spine_lightning.data.sources import phantom_subjects
 
+    # Linux carries a parent's peak RSS into a forked child: reset the high-water mark first.
+    Path("/proc/self/clear_refs").write_text("5")
+
     subjects = phantom_subjects(num_subjects - 2, 1, 1, seed=7, spacing=(1.6, 1.6, 3.0))
-    dm = SpineDataModule(subjects, crop_size=CROP, preprocess_workers=workers, cache_dir=cache_dir, flip_lr=False)
+    dm = SpineDataModule(subjects, crop_size=CROP, preprocess_workers=workers, cache_dir=cache_dir,
+                         flip_lr=False)
     start = time.perf_counter()
     written = dm.fill_cache()
     fill_s = time.perf_counter() - start
-    after_fill = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    after_fill = _peak_rss_mib()
     dm.setup()
     dataset = dm.train_dataloader().dataset
     for i in range(len(dataset)):
         dataset[i]
     return dict(subjects=num_subjects, entries_written=written, crops=sum(len(v) for v in dm.crops.values()),
                 fill_s=fill_s, main_peak_mib_after_fill=after_fill,
-                main_peak_mib_after_training_pass=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                main_peak_mib_after_training_pass=_peak_rss_mib(),
                 worker_peak_mib=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 
 
@@ -117,7 +132,8 @@ def preprocessing_ram(num_subjects: int, workers: int = 2) -> dict:
     with tempfile.TemporaryDirectory() as cache_dir:
         code = (f"import json, benchmarks.preprocessing as b; "
                 f"print(json.dumps(b._measure_preprocessing_ram({num_subjects}, {cache_dir!r}, {workers})))")
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                             check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -129,8 +145,8 @@ def main(argv=None) -> str:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results_preprocessing.md"))
     args = parser.parse_args(argv)
 
+    ram = [preprocessing_ram(n, args.workers) for n in args.subjects]  # first: a light parent process
     speed = resampling_speed(tuple(args.ct_size))
-    ram = [preprocessing_ram(n, args.workers) for n in args.subjects]
     lines = [
         "# Preprocessing benchmark",
         "",
@@ -149,7 +165,8 @@ def main(argv=None) -> str:
         "",
         f"## Preprocessing RAM against dataset size (phantoms, {args.workers} workers, cache on disk)",
         "",
-        "| subjects | crops | fill s | main peak MiB (fill) | main peak MiB (+ one training pass) | worker peak MiB |",
+        "| subjects | crops | fill s | main peak MiB (fill) | main peak MiB (+ one training pass) "
+        "| worker peak MiB |",
         "|---|---|---|---|---|---|",
         *(f"| {r['subjects']} | {r['crops']} | {r['fill_s']:.1f} | {r['main_peak_mib_after_fill']:.0f} | "
           f"{r['main_peak_mib_after_training_pass']:.0f} | {r['worker_peak_mib']:.0f} |" for r in ram),

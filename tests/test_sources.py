@@ -33,29 +33,26 @@ def test_label_maps_presets_and_user_mappings():
         resolve_label_map({1: "L9"})
 
 
-def test_verse_centroid_json_axis_code_is_honoured():
+def test_verse_centroid_json_axis_code_is_honoured(tmp_path):
     # Identity (LPS) grid: in P,I,R order a voxel (x, y, z) has coordinates (y, nz-1-z, nx-1-x).
     label = sitk.Image([20, 30, 40], sitk.sitkUInt8)
     label.SetSpacing((0.5, 1.0, 2.0))
     label.SetOrigin((-10.0, 5.0, 100.0))
     x, y, z = 4.0, 11.0, 7.0
-    path = _tmp_json([{"direction": ["P", "I", "R"]}, {"label": 21, "X": y, "Y": 39 - z, "Z": 19 - x}])
+    path = _json(tmp_path, [{"direction": ["P", "I", "R"]}, {"label": 21, "X": y, "Y": 39 - z, "Z": 19 - x}])
     centre = read_verse_centroids(path, label)[21]
     assert np.allclose(centre, (-10.0 + 0.5 * x, 5.0 + 1.0 * y, 100.0 + 2.0 * z))
 
 
-def _tmp_json(data):
-    import tempfile
-
-    f = tempfile.NamedTemporaryFile("w", suffix="_ctd.json", delete=False)
-    json.dump(data, f)
-    f.close()
-    return f.name
+def _json(folder, data):
+    path = folder / "sub-1_seg-subreg_ctd.json"
+    path.write_text(json.dumps(data))
+    return path
 
 
-def test_bad_centroid_file_names_itself():
+def test_bad_centroid_file_names_itself(tmp_path):
     with pytest.raises(SpineError, match="_ctd.json: not a VerSe centroid file"):
-        read_verse_centroids(_tmp_json([{"label": 20}]), sitk.Image([4, 4, 4], sitk.sitkUInt8))
+        read_verse_centroids(_json(tmp_path, [{"label": 20}]), sitk.Image([4, 4, 4], sitk.sitkUInt8))
 
 
 def test_folds_partition_subjects_and_every_subject_is_tested_once():

@@ -1,4 +1,5 @@
-"""Table of held-out-level IoU from the study's multirun: `python experiments/real_ct_lolo/summarize.py DIR`."""
+"""Table of held-out-level IoU from the study's multirun:
+`python experiments/real_ct_lolo/summarize.py MULTIRUN_DIR`."""
 
 import json
 import re
