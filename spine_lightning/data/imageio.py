@@ -79,10 +79,10 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
     if series_uid is None:
         if len(uids) > 1:
             raise SpineError(f"{folder}: holds {len(uids)} DICOM series; choose one with series_uid, "
-                             f"one of: {', '.join(uids)}")
+                             f"one of: {', '.join(map(repr, uids))}")
         series_uid = uids[0]
     elif series_uid not in uids:
-        raise SpineError(f"{folder}: no DICOM series {series_uid!r}; available: {', '.join(uids)}")
+        raise SpineError(f"{folder}: no DICOM series {series_uid!r}; available: {', '.join(map(repr, uids))}")
     files = reader.GetGDCMSeriesFileNames(str(folder), series_uid)
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOff()  # tags are never read into memory
