@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from real_ct_trees import CT, LABEL, write_manifest, write_totalseg_tree
+from real_ct_trees import CT, LABEL, write_manifest, write_totalseg_tree, write_verse_tree
 
+from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.file_subject import FileSubject, read_verse_centroids
 from spine_lightning.data.labels import TOTALSEG_IDS, VERSE_LABELS, resolve_label_map
 from spine_lightning.data.sources import folder_subjects, totalseg_subjects, verse_subjects
@@ -111,3 +112,18 @@ def test_missing_roots_and_empty_trees(tmp_path):
         verse_subjects(tmp_path)
     with pytest.raises(ConfigError, match="data.root"):
         totalseg_subjects("???")
+
+
+def test_verse_tree_oblique_2mm_pairs_files_and_reads_centroids_in_physical_space(tmp_path):
+    subjects = verse_subjects(write_verse_tree(tmp_path, n=3))
+    assert [s.id for s in subjects] == ["sub-verse000", "sub-verse001", "sub-verse002"]
+    for subject in subjects[:2]:
+        assert subject.centroids.endswith("_seg-subreg_ctd.json")
+        image, label = subject.load()
+        assert np.allclose(image.GetSpacing(), (2.0, 2.0, 2.0))
+        assert not np.allclose(np.asarray(image.GetDirection()).reshape(3, 3), np.eye(3), atol=0.1)
+        from_json = read_verse_centroids(subject.centroids, label)
+        from_mask = label_centroids(label)
+        assert set(from_json) == set(from_mask) >= {21, 22, 23, 24}
+        for value in from_json:  # P,I,R voxel coordinates back to the same physical point
+            assert np.linalg.norm(np.subtract(from_json[value], from_mask[value])) < 1e-3
