@@ -43,8 +43,16 @@ def run_task(task, cfg):
     unless the environment variable SPINE_LIGHTNING_DEBUG=1)."""
     try:
         return task(cfg)
-    except SpineError as err:
-        if os.environ.get(DEBUG_ENV) == "1":
+    except Exception as exc:
+        err = spine_error_in(exc)
+        if err is None or os.environ.get(DEBUG_ENV) == "1":
             raise
         logging.shutdown()
         fail(str(err), err.exit_code)
+
+
+def spine_error_in(exc: BaseException) -> SpineError | None:
+    """The SpineError behind `exc`, also when Hydra's instantiate wrapped it (raised from it)."""
+    while exc is not None and not isinstance(exc, SpineError):
+        exc = exc.__cause__
+    return exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import lightning as L
 import numpy as np
@@ -12,22 +12,33 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigError, SpineError
 from .boundary import boundary_weights
+from .cache import CropCache, fill_one
 from .crops import crop_pair, label_centroids
 from .intensity import window
 from .labels import check_levels, level_value
+from .splits import assign_folds
 
 log = logging.getLogger(__name__)
 
 
-def preprocess_subject(subject, levels, crop_size, spacing) -> list[dict]:
+def absent_level(subject, level: str, strict: bool) -> None:
+    """A requested level the subject's label map lacks: a warning, or an error with data.strict."""
+    where = getattr(subject, "label_source", None)
+    message = f"subject {subject.id} has no {level}" + (f" in {where}" if where else "")
+    if strict:
+        raise SpineError(message + " (data.strict=true)")
+    log.warning("%s; skipped", message)
+
+
+def preprocess_subject(subject, levels, crop_size, spacing, strict: bool = False) -> list[dict]:
     """HU crop and binary target of every requested level present in the subject."""
     image, label = subject.load()
-    centroids = label_centroids(label)
+    centroids = subject.crop_centres(label) if hasattr(subject, "crop_centres") else label_centroids(label)
     crops = []
     for level in levels:
         value = level_value(level)
         if value not in centroids:
-            log.warning("subject %s has no %s; skipped", subject.id, level)
+            absent_level(subject, level, strict)
             continue
         ct, lab, frame = crop_pair(image, label, centroids[value], crop_size, spacing)
         crops.append(dict(subject=subject.id, level=level, hu=ct, target=(lab == value).astype(np.uint8),
@@ -46,10 +57,11 @@ class CropDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         crop = self.crops[i]
-        image, target = window(crop["hu"], *self.window_hu), crop["target"]
+        image, target = window(_array(crop, "hu"), *self.window_hu), _array(crop, "target")
+        cached = "weights_path" in crop
+        weights = _array(crop, "weights") if cached else boundary_weights(target, self.edge_weight)
         if self.flip_lr and torch.rand(()) < 0.5:  # left-right mirror: anatomy is near symmetric
-            image, target = image[..., ::-1], target[..., ::-1]
-        weights = boundary_weights(target, self.edge_weight)
+            image, target, weights = image[..., ::-1], target[..., ::-1], weights[..., ::-1]
         return dict(
             image=torch.from_numpy(np.ascontiguousarray(image))[None],
             target=torch.from_numpy(np.ascontiguousarray(target)).long(),
@@ -57,6 +69,13 @@ class CropDataset(Dataset):
             level=crop["level"],
             subject=crop["subject"],
         )
+
+
+def _array(crop: dict, name: str) -> np.ndarray:
+    """A crop's array: in memory, or memory-mapped from the preprocessing cache (opened per use, so
+    that DataLoader workers never copy it)."""
+    path = crop.get(f"{name}_path")
+    return np.array(np.load(path, mmap_mode="r")) if path else crop[name]
 
 
 class SpineDataModule(L.LightningDataModule):
@@ -72,9 +91,24 @@ class SpineDataModule(L.LightningDataModule):
         batch_size: int = 2,
         num_workers: int = 0,
         preprocess_workers: int = 2,
+        cache_dir: str | None = None,
+        strict: bool = False,
+        fold: int = 0,
+        num_folds: int = 5,
+        split_seed: int = 0,
+        root: str | None = None,
+        manifest: str | None = None,
+        label_map=None,
     ):
+        """`cache_dir`: the on-disk preprocessing cache (None: crops in memory, computed per run).
+        `strict`: a requested level absent from a subject is an error instead of a warning.
+        `fold`, `num_folds`, `split_seed`: k-fold split by subject for sources without a split.
+        `root`, `manifest`, `label_map`: the subject source's settings; `subjects` reads them by
+        interpolation (`${data.root}`), they are named here so that the config stays flat."""
         super().__init__()
-        self.subjects = list(subjects)
+        self.source = dict(root=root, manifest=manifest, label_map=label_map)
+        self.cache_dir, self.strict = cache_dir, bool(strict)
+        self.subjects = assign_folds(list(subjects), fold, num_folds, split_seed)
         self.levels = check_levels(levels)
         self.spacing, self.crop_size = float(spacing), tuple(int(n) for n in crop_size)
         self.window_hu, self.edge_weight, self.flip_lr = tuple(window_hu), float(edge_weight), flip_lr
@@ -90,26 +124,79 @@ class SpineDataModule(L.LightningDataModule):
     def split_of(self) -> dict[str, list[str]]:
         return {s: [subj.id for subj in self.subjects if subj.split == s] for s in ("train", "val", "test")}
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.crops:
-            return
+    def check_subjects(self) -> None:
         ids = [s.id for s in self.subjects]
         if len(set(ids)) != len(ids):
             raise SpineError("duplicate subject ids: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
         for split, members in self.split_of().items():
             if not members:
                 raise SpineError(f"no subject in the {split} split: need at least one each for train, val and test")
-        args = [(s, self.levels, self.crop_size, self.spacing) for s in self.subjects]
-        if self.preprocess_workers > 1 and len(args) > 1:
-            with ProcessPoolExecutor(self.preprocess_workers) as pool:
-                results = list(pool.map(preprocess_subject, *zip(*args)))
+
+    def prepare_data(self) -> None:
+        """Fill the preprocessing cache (rank 0 only under DDP); nothing to do without one."""
+        if self.cache_dir:
+            self.check_subjects()
+            self.fill_cache()
+
+    def fill_cache(self, progress: bool = False) -> int:
+        """Compute the missing cache entries of every subject in parallel; returns how many were
+        written. Workers write to disk and return a count, so memory does not grow with subjects."""
+        cache = CropCache(self.cache_dir)
+        args = (self.levels, self.spacing, self.crop_size, self.edge_weight)
+        todo = [s for s in self.subjects if cache.missing(cache.keys(s, *args[:3]))]
+        written = 0
+        with _progress(progress, len(todo)) as advance:
+            if self.preprocess_workers > 1 and len(todo) > 1:
+                with ProcessPoolExecutor(self.preprocess_workers) as pool:
+                    futures = [pool.submit(fill_one, cache.root, s, *args) for s in todo]
+                    for future in as_completed(futures):
+                        written += future.result()
+                        advance()
+            else:
+                for subject in todo:
+                    written += fill_one(cache.root, subject, *args)
+                    advance()
+        return written
+
+    def _cached_crops(self) -> list[list[dict]]:
+        self.fill_cache()  # a no-op after prepare_data; covers direct use of setup()
+        cache = CropCache(self.cache_dir)
+        results = []
+        for subject in self.subjects:
+            keys = cache.keys(subject, self.levels, self.spacing, self.crop_size)
+            records = []
+            for level in self.levels:
+                record = cache.load(keys[level], self.edge_weight)
+                record["subject"] = subject.id  # entries are keyed by content: copies share one
+                if record["present"]:
+                    records.append(record)
+                else:
+                    absent_level(subject, level, self.strict)
+            results.append(records)
+        return results
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.crops:
+            return
+        self.check_subjects()
+        if self.cache_dir:
+            results = self._cached_crops()
         else:
-            results = [preprocess_subject(*a) for a in args]
+            args = [(s, self.levels, self.crop_size, self.spacing, self.strict) for s in self.subjects]
+            if self.preprocess_workers > 1 and len(args) > 1:
+                with ProcessPoolExecutor(self.preprocess_workers) as pool:
+                    results = list(pool.map(preprocess_subject, *zip(*args, strict=True)))
+            else:
+                results = [preprocess_subject(*a) for a in args]
         by_id = {s.id: s.split for s in self.subjects}
         self.crops = {"train": [], "val": [], "test": []}
         for crops in results:
             for crop in crops:
                 self.crops[by_id[crop["subject"]]].append(crop)
+        for split, crops in self.crops.items():
+            if not crops:
+                raise SpineError(f"no crop in the {split} split: "
+                                 f"none of its subjects has any of {self.levels}")
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = CropDataset(self.crops[split], self.window_hu, self.edge_weight, flip_lr=self.flip_lr and train)
@@ -124,3 +211,24 @@ class SpineDataModule(L.LightningDataModule):
 
     def test_dataloader(self):
         return self._loader("test", False)
+
+
+class _progress:
+    """A rich progress bar when asked for (preprocess.py), else nothing; yields an `advance()`."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total, self.bar = enabled, total, None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import Progress
+
+        self.bar = Progress()
+        self.bar.start()
+        task = self.bar.add_task("preprocessing subjects", total=self.total)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()

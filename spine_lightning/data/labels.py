@@ -36,3 +36,53 @@ def check_levels(levels) -> list[str]:
     if len(set(levels)) != len(levels):
         raise ConfigError("data.levels", levels, "each level at most once")
     return levels
+
+
+# TotalSegmentator (v2) multilabel ids of the vertebrae: 26 S1, 27 L5 ... 31 L1, 32 T12 ... 43 T1,
+# 44 C7 ... 50 C1 (one id per structure, counting up the spine).
+TOTALSEG_IDS: dict[int, str] = {
+    26: "S1",
+    **{27 + i: f"L{5 - i}" for i in range(5)},
+    **{32 + i: f"T{12 - i}" for i in range(12)},
+    **{44 + i: f"C{7 - i}" for i in range(7)},
+}
+LABEL_MAP_PRESETS = ("verse", "totalseg")
+
+
+def totalseg_structure_file(level: str) -> str:
+    """File name of a level's mask in a TotalSegmentator subject's `segmentations/` folder."""
+    return f"vertebrae_{level}.nii.gz"
+
+
+def resolve_label_map(spec, key: str = "data.label_map") -> dict[int, int] | None:
+    """Source label value → VerSe value, or None when the source already uses VerSe numbering.
+
+    `spec` is a preset name (`verse`, `totalseg`) or a mapping from source value to a level name
+    (`{30: L2, 29: L3}`) or to a VerSe value. Source values not in the mapping become background.
+    """
+    if spec is None or spec == "verse":
+        return None
+    if spec == "totalseg":
+        return {value: VERSE_LABELS[name] for value, name in TOTALSEG_IDS.items()}
+    if isinstance(spec, str) or not hasattr(spec, "items"):
+        presets = ", ".join(LABEL_MAP_PRESETS)
+        raise ConfigError(key, spec, f"one of {presets} or a mapping {{source value: level}}")
+    mapping = {}
+    for source, target in spec.items():
+        try:
+            source = int(source)
+        except (TypeError, ValueError):
+            raise ConfigError(key, dict(spec), "integer source label values as keys") from None
+        if isinstance(target, str):
+            mapping[source] = level_value_for(key, target)
+        elif isinstance(target, int) and target in VERSE_NAMES:
+            mapping[source] = target
+        else:
+            raise ConfigError(key, dict(spec), f"level names or VerSe values as targets, not {target!r}")
+    return mapping
+
+
+def level_value_for(key: str, name: str) -> int:
+    if name not in VERSE_LABELS:
+        raise ConfigError(key, name, f"one of {', '.join(VERSE_LABELS)}")
+    return VERSE_LABELS[name]

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import SimpleITK as sitk
 
+from ..errors import ConfigError, SpineError
+from .file_subject import FileSubject
+from .labels import DEFAULT_LEVELS, check_levels, resolve_label_map, totalseg_structure_file
 from .phantom import PhantomSpec, make_phantom
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,3 +43,101 @@ def phantom_subjects(num_train: int = 12, num_val: int = 2, num_test: int = 4, s
             subjects.append(PhantomSubject(f"phantom-{seed:03d}-{index:04d}", seed * 100_003 + index, spec, split))
             index += 1
     return subjects
+
+
+# --- file-based sources: VerSe, TotalSegmentator, a manifest CSV ------------------------------------
+
+def _label_map_items(label_map) -> tuple[tuple[int, int], ...] | None:
+    mapping = resolve_label_map(label_map)
+    return tuple(sorted(mapping.items())) if mapping is not None else None
+
+
+def _root(root, key: str = "data.root") -> Path:
+    if root in (None, "", "???"):
+        raise ConfigError(key, root, "the dataset's folder, e.g. data.root=/data/verse")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise SpineError(f"{path}: no such folder ({key})")
+    return path
+
+
+def _need_three(subjects: list, where) -> list:
+    if len(subjects) < 3:
+        raise SpineError(f"{where}: found {len(subjects)} subject(s); "
+                         "at least 3 are needed (train, val, test)")
+    return subjects
+
+
+def verse_subjects(root, label_map=None) -> list[FileSubject]:
+    """VerSe BIDS layout: `rawdata/sub-*/*_ct.nii.gz`, `derivatives/sub-*/*_seg-vert_msk.nii.gz`,
+    optional `derivatives/sub-*/*_seg-subreg_ctd.json`. Files are paired by their name stem."""
+    root = _root(root)
+    subjects = []
+    for ct in sorted(root.glob("rawdata/sub-*/*_ct.nii.gz")):
+        stem = ct.name[: -len("_ct.nii.gz")]
+        derivatives = root / "derivatives" / ct.parent.name
+        mask = derivatives / f"{stem}_seg-vert_msk.nii.gz"
+        if not mask.exists():
+            log.warning("%s: no mask %s; subject skipped", ct, mask.name)
+            continue
+        ctd = derivatives / f"{stem}_seg-subreg_ctd.json"
+        subjects.append(FileSubject(stem, str(ct), label=str(mask), label_map=_label_map_items(label_map),
+                                    centroids=str(ctd) if ctd.exists() else None))
+    return _need_three(subjects, f"{root} (VerSe layout rawdata/sub-*/*_ct.nii.gz)")
+
+
+def totalseg_subjects(root, levels=DEFAULT_LEVELS) -> list[FileSubject]:
+    """TotalSegmentator dataset: one folder per subject with `ct.nii.gz` and `segmentations/`
+    holding one binary mask per structure (`vertebrae_L2.nii.gz`, ...); only the requested levels
+    are read (neighbours are background in a crop anyway)."""
+    root = _root(root)
+    levels = check_levels(levels)
+    subjects = []
+    for ct in sorted(root.glob("*/ct.nii.gz")):
+        folder = ct.parent / "segmentations"
+        masks = tuple((lvl, str(folder / totalseg_structure_file(lvl))) for lvl in levels)
+        present = tuple((lvl, f) for lvl, f in masks if Path(f).exists())
+        if not present:
+            log.warning("%s: no vertebra mask of %s in segmentations/; subject skipped", ct.parent, levels)
+            continue
+        subjects.append(FileSubject(ct.parent.name, str(ct), structures=present))
+    return _need_three(subjects, f"{root} (TotalSegmentator layout */ct.nii.gz)")
+
+
+MANIFEST_COLUMNS = ("subject", "image", "label")
+
+
+def folder_subjects(manifest, label_map=None) -> list[FileSubject]:
+    """Subjects listed in a CSV with columns `subject,image,label` and optional `centroids`, `split`
+    (train/val/test; all rows or none) and `series_uid`. Relative paths are relative to the CSV."""
+    if manifest in (None, "", "???"):
+        raise ConfigError("data.manifest", manifest, "a CSV file with columns subject,image,label")
+    manifest = Path(manifest).expanduser()
+    if not manifest.is_file():
+        raise SpineError(f"{manifest}: no such file (data.manifest)")
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = set(rows[0]) if rows else set()
+    missing = [c for c in MANIFEST_COLUMNS if c not in columns]
+    if missing:
+        raise SpineError(f"{manifest}: missing column(s) {', '.join(missing)}; need subject,image,label "
+                         "(optional centroids, split, series_uid)")
+    splits = {(row.get("split") or "").strip() for row in rows}
+    if len(splits) > 1 and "" in splits:
+        raise SpineError(f"{manifest}: the split column must be filled in every row or in none")
+    mapping = _label_map_items(label_map)
+    subjects = []
+    for n, row in enumerate(rows, start=2):
+        split = (row.get("split") or "").strip() or None
+        if split not in (None, "train", "val", "test"):
+            raise SpineError(f"{manifest}: line {n}: split {split!r} is not one of train, val, test")
+
+        def path(value):
+            return str(manifest.parent / value.strip()) if value and value.strip() else None
+
+        if not row["subject"].strip() or not path(row["image"]) or not path(row["label"]):
+            raise SpineError(f"{manifest}: line {n}: subject, image and label must not be empty")
+        subjects.append(FileSubject(row["subject"].strip(), path(row["image"]), label=path(row["label"]),
+                                    label_map=mapping, centroids=path(row.get("centroids")), split=split,
+                                    series_uid=(row.get("series_uid") or "").strip() or None))
+    return _need_three(subjects, manifest)
