@@ -14,6 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from .config_checks import validate_train_config
 from .io import write_json
 from .module import SpineSegmentationModule
+from .resolvers import sweep_group  # noqa: F401  (registers ${sweep_group:} for logger.wandb.group)
+from .speed import apply_speed_options
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ def train(cfg: DictConfig) -> float | None:
 
     datamodule = hydra.utils.instantiate(cfg.data)
     module = build_module(cfg)
+    apply_speed_options(module.net, channels_last=bool(cfg.get("channels_last", False)),
+                        compile=bool(cfg.get("compile", False)), accelerator=cfg.trainer.get("accelerator"))
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -57,6 +61,8 @@ def train(cfg: DictConfig) -> float | None:
         write_json(out_dir / "splits.json", datamodule.split_of())
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    monitor = cfg.get("optimized_metric")
+    fit_score = trainer.callback_metrics.get(monitor) if monitor else None  # testing clears val metrics
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not best:
         log.warning("no best checkpoint was saved; testing the last weights")
@@ -73,5 +79,5 @@ def train(cfg: DictConfig) -> float | None:
         import wandb
 
         wandb.finish()
-    monitor = cfg.get("optimized_metric")
-    return float(trainer.callback_metrics[monitor]) if monitor and monitor in trainer.callback_metrics else None
+    score = trainer.callback_metrics.get(monitor, fit_score) if monitor else None
+    return None if score is None else float(score)

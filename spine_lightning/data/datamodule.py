@@ -59,6 +59,21 @@ class CropDataset(Dataset):
         )
 
 
+def _eval_sampler(dataset: Dataset):
+    """Under DDP, give each rank a disjoint share of the evaluation crops, none repeated.
+
+    Lightning's default DistributedSampler pads the last share with repeated crops, which would
+    count those crops twice in the synced metrics; with this sampler in place Lightning keeps it.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return None
+    if torch.distributed.get_world_size() == 1:
+        return None
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+    return UnrepeatedDistributedSampler(dataset, shuffle=False)
+
+
 class SpineDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -114,6 +129,7 @@ class SpineDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = CropDataset(self.crops[split], self.window_hu, self.edge_weight, flip_lr=self.flip_lr and train)
         return DataLoader(dataset, batch_size=self.batch_size if train else 1, shuffle=train,
+                          sampler=None if train else _eval_sampler(dataset),
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self):
