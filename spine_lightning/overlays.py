@@ -39,10 +39,11 @@ def _paint(rgb: np.ndarray, target: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def overlay_panel(image: np.ndarray, target: np.ndarray, pred: np.ndarray,
-                  window: tuple[float, float] = (-1.0, 1.0), gap: int = 2) -> np.ndarray:
+                  window: tuple[float, float] = (-1.0, 1.0), gap: int = 2, min_height: int = 0) -> np.ndarray:
     """uint8 RGB picture: the axial and the sagittal mid-slice side by side, outlines painted on.
 
     image, target, pred: (Z, Y, X) arrays of one crop (image already windowed into `window`).
+    min_height: enlarge by a whole factor (nearest neighbour, outlines stay crisp) to at least this.
     """
     if not image.shape == target.shape == pred.shape or image.ndim != 3:
         raise ValueError(f"image, target and pred must be (Z, Y, X) arrays of one shape, got "
@@ -55,4 +56,5 @@ def overlay_panel(image: np.ndarray, target: np.ndarray, pred: np.ndarray,
     for panel in panels:
         out[: panel.shape[0], col : col + panel.shape[1]] = panel
         col += panel.shape[1] + gap
-    return out
+    factor = max(1, -(-min_height // height))
+    return out.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else out

@@ -24,10 +24,12 @@ class WandbValidationOverlays(L.Callback):
     `wandb.Image`: CT mid-slices, axial and sagittal, with target (green) and prediction (red)
     outlines, under the key `val/overlays`."""
 
-    def __init__(self, every_n_epochs: int = 5, max_images: int = 4, key: str = "val/overlays"):
+    def __init__(self, every_n_epochs: int = 5, max_images: int = 4, min_height: int = 192,
+                 key: str = "val/overlays"):
         if every_n_epochs < 1 or max_images < 1:
             raise ValueError("every_n_epochs and max_images must be >= 1")
-        self.every_n_epochs, self.max_images, self.key = every_n_epochs, max_images, key
+        self.every_n_epochs, self.max_images = every_n_epochs, max_images
+        self.min_height, self.key = min_height, key
         self._crops: list[tuple] = []
 
     def _due(self, trainer: L.Trainer) -> bool:
@@ -50,7 +52,8 @@ class WandbValidationOverlays(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module):
         if not self._crops or not self._due(trainer):
             return
-        images = [overlay_panel(image, target, pred) for _, _, image, target, pred in self._crops]
+        images = [overlay_panel(image, target, pred, min_height=self.min_height)
+                  for _, _, image, target, pred in self._crops]
         captions = [f"{subject} {level} epoch {trainer.current_epoch} (green: target, red: prediction)"
                     for subject, level, *_ in self._crops]
         wandb_logger(trainer).log_image(self.key, images, step=trainer.global_step, caption=captions)

@@ -41,3 +41,13 @@ def test_panel_colours_target_prediction_and_agreement():
 def test_panel_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="one shape"):
         overlay_panel(np.zeros((4, 4, 4)), np.zeros((4, 4, 4)), np.zeros((4, 4, 5)))
+
+
+def test_small_crops_are_enlarged_by_a_whole_factor():
+    shape = (8, 10, 6)
+    target = np.zeros(shape, np.uint8)
+    target[2:6, 2:8, 1:5] = 1
+    small = overlay_panel(np.zeros(shape), target, target)
+    big = overlay_panel(np.zeros(shape), target, target, min_height=25)
+    assert big.shape == (small.shape[0] * 3, small.shape[1] * 3, 3)
+    np.testing.assert_array_equal(big[::3, ::3], small)
