@@ -33,5 +33,16 @@ def launch_cwd() -> str:
     return HydraConfig.get().runtime.cwd if HydraConfig.initialized() else os.getcwd()
 
 
+def hydra_choice(group: str) -> str:
+    """The option chosen for a config group in this job (e.g. `experiment` -> "edge_adv"), or
+    "none". Logged as a plain config value so that W&B can group runs by it (not by tags)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "none"
+    return str(HydraConfig.get().runtime.choices.get(group) or "none")
+
+
+OmegaConf.register_new_resolver("hydra_choice", hydra_choice, replace=True)
 OmegaConf.register_new_resolver("sweep_group", sweep_group, replace=True)
 OmegaConf.register_new_resolver("launch_cwd", launch_cwd, replace=True)

@@ -38,6 +38,7 @@ def test_runs_share_the_sweep_group_and_carry_their_experiment_tag(sweep_dir):
     for method, (_, summary) in runs.items():
         assert summary["group"] == sweep_dir.name
         assert summary["tags"] == [method]
+        assert summary["config"]["experiment_name"] == method  # W&B groups by config values
         edge_weight = summary["config"]["loss"]["edge_weight"]  # the full config is logged
         assert edge_weight == {"baseline": 1.0, "edge_adv": 1.1}[method]
 
