@@ -1,7 +1,7 @@
-"""W&B extras as Lightning callbacks: validation overlays and a per-case table at test time.
+"""W&B extras as Lightning callbacks: validation overlays, a per-case table at test time and the
+best checkpoint as a model artifact.
 
-Both do nothing when the trainer has no WandbLogger, and log from global rank 0 only.
-(The best checkpoint as an artifact is Lightning's own: `logger.wandb.log_model=true`.)
+Each does nothing when the trainer has no WandbLogger, and logs from global rank 0 only.
 """
 
 from __future__ import annotations
@@ -78,3 +78,29 @@ class WandbTestCaseTable(L.Callback):
             return
         rows = sorted(([c[k] for k in CASE_COLUMNS] for c in cases), key=lambda r: (r[0], r[1]))
         logger.log_table(self.key, columns=CASE_COLUMNS, data=rows)
+
+
+class WandbBestCheckpoint(L.Callback):
+    """When `enabled`, log the best checkpoint (by the ModelCheckpoint monitor) as a W&B artifact
+    `model-<run id>` of type `model` with alias `best` at the end of fitting.
+
+    Unlike `WandbLogger(log_model=True)`, which Lightning refuses in offline mode, this also works
+    offline: the artifact is stored with the run and uploaded by `wandb sync`.
+    """
+
+    def __init__(self, enabled: bool = False):
+        self.enabled = enabled
+
+    def on_fit_end(self, trainer, pl_module):
+        logger, ckpt = wandb_logger(trainer), trainer.checkpoint_callback
+        if not (self.enabled and trainer.is_global_zero and logger is not None and ckpt is not None):
+            return
+        if not ckpt.best_model_path:
+            return
+        import wandb
+
+        score = None if ckpt.best_model_score is None else float(ckpt.best_model_score)
+        metadata = {"monitor": ckpt.monitor, "score": score, "epochs_trained": trainer.current_epoch}
+        artifact = wandb.Artifact(f"model-{logger.experiment.id}", type="model", metadata=metadata)
+        artifact.add_file(ckpt.best_model_path, name="best.ckpt")
+        logger.experiment.log_artifact(artifact, aliases=["best"])

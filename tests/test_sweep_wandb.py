@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import ROOT, TINY_TRAIN, run_cli
 
-from spine_lightning.wandb_offline import find_run_files, summarize_run
+from spine_lightning.wandb_offline import find_run_files, read_records, summarize_run
 
 METHODS = ["baseline", "edge_adv"]
 LEVELS = ["L2", "L3", "L4", "L5"]
@@ -18,7 +18,8 @@ LEVELS = ["L2", "L3", "L4", "L5"]
 def sweep_dir(tmp_path_factory):
     sweep = tmp_path_factory.mktemp("sweeps") / "ablation_test"
     args = ["train.py", "+sweep=ablation", f"+experiment={','.join(METHODS)}", "seed=7", *TINY_TRAIN,
-            "callbacks.wandb_overlays.every_n_epochs=1", f"hydra.sweep.dir={sweep}"]
+            "callbacks.wandb_overlays.every_n_epochs=1", "callbacks.wandb_best_checkpoint.enabled=true",
+            f"hydra.sweep.dir={sweep}"]
     result = run_cli(args, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     return sweep
@@ -72,3 +73,13 @@ def test_report_counts_every_run(sweep_dir):
         assert float(rows["L3"][f"{method}_mean"]) == pytest.approx(metrics["test/iou_L3"], abs=1e-6)
     assert (sweep_dir / "ablation.png").stat().st_size > 0
     assert "2 found, 2 finished, 0 crashed" in (sweep_dir / "ablation.md").read_text()
+
+
+def test_best_checkpoint_is_a_model_artifact(sweep_dir):
+    for path, summary in runs_by_method(sweep_dir).values():
+        artifacts = [r.artifact for r in read_records(path) if r.WhichOneof("record_type") == "artifact"]
+        models = [a for a in artifacts if a.type == "model"]
+        assert len(models) == 1
+        assert models[0].name == f"model-{summary['run_id']}" and "best" in models[0].aliases
+        assert [entry.path for entry in models[0].manifest.contents] == ["best.ckpt"]
+        assert json.loads(models[0].metadata)["monitor"] == "val/iou_mean"
