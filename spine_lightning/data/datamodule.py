@@ -71,6 +71,10 @@ def _eval_sampler(dataset: Dataset):
         return None
     from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
+    ranks = torch.distributed.get_world_size()
+    if len(dataset) < ranks:  # a rank without batches would leave the others waiting in the metric sync
+        raise SpineError(f"{len(dataset)} evaluation crops cannot be shared by {ranks} DDP ranks: "
+                         f"use more val/test subjects or fewer trainer.devices")
     return UnrepeatedDistributedSampler(dataset, shuffle=False)
 
 
