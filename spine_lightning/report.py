@@ -27,6 +27,7 @@ from .io import atomic_path
 METHOD_ORDER = ("baseline", "edge", "adv", "edge_adv")
 DEFAULT_LEVELS = ("L2", "L3", "L4", "L5")
 METRICS = ("iou", "dice")
+METRIC_NAMES = {"iou": "IoU", "dice": "Dice"}
 
 
 @dataclass
@@ -145,7 +146,7 @@ def write_csv(table: Table, path: Path) -> None:
 
 
 def markdown(table: Table, runs: list[Run], sweep_dir: Path) -> str:
-    name = {"iou": "IoU", "dice": "Dice"}[table.metric]
+    name = METRIC_NAMES[table.metric]
     lines = [f"# Ablation: test {name} per level ({sweep_dir.name})", "",
              f"Mean ± sample std over the finished runs of each method; **bold** is the best mean per row. "
              f"A level missing from a run's metrics counts as {name} 0.", "",
@@ -187,7 +188,7 @@ def plot(table: Table, path: Path) -> None:
                label=f"{method} (n={max(s[2] for s in stats)})")
     ax.set_xticks(range(len(table.rows)), table.rows)
     ax.set_ylim(0, 1)
-    ax.set_ylabel(f"test {table.metric} (mean ± std)")
+    ax.set_ylabel(f"test {METRIC_NAMES[table.metric]} (mean ± std)")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     with atomic_path(path) as tmp:
