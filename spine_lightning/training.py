@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .config_checks import validate_train_config
+from .ddp_hydra import end_ddp_job, start_ranks_as_job_runs
 from .io import write_json
 from .module import SpineSegmentationModule
 from .resolvers import sweep_group  # noqa: F401  (registers ${sweep_group:} for logger.wandb.group)
@@ -51,6 +52,7 @@ def train(cfg: DictConfig) -> float | None:
     module = build_module(cfg)
     apply_speed_options(module.net, channels_last=bool(cfg.get("channels_last", False)),
                         compile=bool(cfg.get("compile", False)), accelerator=cfg.trainer.get("accelerator"))
+    start_ranks_as_job_runs()  # DDP in a multirun: other ranks rerun this job, not the sweep
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -79,5 +81,6 @@ def train(cfg: DictConfig) -> float | None:
         import wandb
 
         wandb.finish()
+    end_ddp_job()  # the next job of a multirun starts its own ranks and process group
     score = trainer.callback_metrics.get(monitor, fit_score) if monitor else None
     return None if score is None else float(score)

@@ -19,14 +19,24 @@ DDP_DATA = ["data.subjects.num_val=2", "data.subjects.num_test=3", "data.levels=
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("ddp") / "run"
-    args = ["train.py", "+experiment=edge_adv", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-            *TINY_TRAIN, *DDP_DATA, "trainer.log_every_n_steps=1", f"hydra.run.dir={run_dir}"]
-    result = run_cli(args, cwd=ROOT, env={"OMP_NUM_THREADS": "1"})
+def ddp_sweep(tmp_path_factory):
+    """Two jobs of a multirun, each DDP over two CPU processes: the second job must start its own
+    ranks (not a new sweep, and not wait for the first job's)."""
+    sweep = tmp_path_factory.mktemp("ddp") / "sweep"
+    args = ["train.py", "-m", "+experiment=baseline,edge_adv", "trainer=ddp", "trainer.accelerator=cpu",
+            "trainer.devices=2", *TINY_TRAIN, *DDP_DATA, "trainer.log_every_n_steps=1",
+            f"hydra.sweep.dir={sweep}"]
+    result = run_cli(args, cwd=ROOT, timeout=300, env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stdout + result.stderr
-    return run_dir
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]  # no nested sweeps
+    for job in ("0", "1"):  # each job's second rank joined it (and logged into its folder)
+        assert "GLOBAL_RANK: 1, MEMBER: 2/2" in (sweep / job / "train.log").read_text()
+    return sweep
+
+
+@pytest.fixture(params=["0", "1"], ids=["baseline", "edge_adv"])
+def ddp_run(ddp_sweep, request):
+    return ddp_sweep / request.param
 
 
 def single_process_test(run_dir):
@@ -60,4 +70,5 @@ def test_ddp_writes_once_and_gathers_cases_from_both_ranks(ddp_run):
     rows = json.loads(table_files[0].read_text())["data"]
     assert sorted(r[0] for r in rows) == sorted(json.loads((ddp_run / "splits.json").read_text())["test"])
     history = summarize_run(runs[0])["history"]
-    assert any("train/loss_at" in row for row in history)  # the adversarial step ran under DDP
+    adversarial = ddp_run.name == "1"  # edge_adv: two backward passes per step under DDP
+    assert any("train/loss_at" in row for row in history) == adversarial
