@@ -64,7 +64,7 @@ def train(cfg: DictConfig) -> float | None:
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     monitor = cfg.get("optimized_metric")
-    fit_score = trainer.callback_metrics.get(monitor) if monitor else None  # testing clears val metrics
+    fit_score = trainer.callback_metrics.get(monitor) if monitor else None  # read before testing changes the logged metrics
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not best:
         log.warning("no best checkpoint was saved; testing the last weights")
