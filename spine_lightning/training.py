@@ -64,7 +64,8 @@ def train(cfg: DictConfig) -> float | None:
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     monitor = cfg.get("optimized_metric")
-    fit_score = trainer.callback_metrics.get(monitor) if monitor else None  # read before testing changes the logged metrics
+    # read before testing, which changes the logged metrics
+    fit_score = trainer.callback_metrics.get(monitor) if monitor else None
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not best:
         log.warning("no best checkpoint was saved; testing the last weights")
