@@ -1,3 +1,7 @@
 """spine_lightning: single lumbar vertebra segmentation in CT (Lightning + Hydra)."""
 
 __version__ = "0.1.0"
+
+# Config resolvers (${launch_cwd:}, ${sweep_group:}, ${hydra_choice:...}) must exist wherever a
+# saved or composed config is resolved, so importing the package registers them.
+from . import resolvers  # noqa: E402, F401

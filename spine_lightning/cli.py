@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+from . import resolvers  # noqa: F401  (config resolvers must exist before Hydra resolves anything)
 from .errors import SpineError
 
 log = logging.getLogger("spine_lightning")
@@ -27,8 +28,8 @@ def check_group_choices(argv: list[str], conf_dir: str | Path) -> None:
     conf_dir = Path(conf_dir)
     for arg in argv:
         m = re.fullmatch(r"\+{0,2}([A-Za-z_][\w/]*)=(.*)", arg)
-        if not m or not (conf_dir / m.group(1)).is_dir():
-            continue
+        if not m or not (conf_dir / m.group(1)).is_dir() or m.group(1).startswith("hydra/"):
+            continue  # hydra/launcher, hydra/sweeper, ...: plugins bring choices of their own
         group, value = m.groups()
         if not value or value == "null" or "(" in value:  # sweep functions are Hydra's to parse
             continue

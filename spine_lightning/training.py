@@ -13,10 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import has_nonfinite_parameters
 from .config_checks import check_resume_checkpoint, check_subject_ids, validate_train_config
+from .ddp_hydra import end_ddp_job, start_ranks_as_job_runs
 from .errors import SpineError
 from .io import write_json
 from .module import SpineSegmentationModule
+from .resolvers import sweep_group  # noqa: F401  (registers ${sweep_group:} for logger.wandb.group)
 from .resume import checkpoint_to_resume, wandb_run_id
+from .speed import apply_speed_options
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,9 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = hydra.utils.instantiate(cfg.data)
     check_subject_ids(datamodule.subjects)
     module = build_module(cfg)
+    apply_speed_options(module.net, channels_last=bool(cfg.get("channels_last", False)),
+                        compile=bool(cfg.get("compile", False)), accelerator=cfg.trainer.get("accelerator"))
+    start_ranks_as_job_runs()  # DDP in a multirun: other ranks rerun this job, not the sweep
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_loggers(cfg.get("logger"), out_dir)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -80,6 +86,9 @@ def train(cfg: DictConfig) -> float | None:
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     if module.skipped_batches:
         log.warning("%d training batches were skipped for a non-finite loss", module.skipped_batches)
+    monitor = cfg.get("optimized_metric")
+    # read before testing, which changes the logged metrics
+    fit_score = trainer.callback_metrics.get(monitor) if monitor else None
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not best and has_nonfinite_parameters(module):
         raise SpineError("training diverged: the weights are not finite and no best checkpoint was kept")
@@ -98,5 +107,6 @@ def train(cfg: DictConfig) -> float | None:
         import wandb
 
         wandb.finish()
-    monitor = cfg.get("optimized_metric")
-    return float(trainer.callback_metrics[monitor]) if monitor and monitor in trainer.callback_metrics else None
+    end_ddp_job()  # the next job of a multirun starts its own ranks and process group
+    score = trainer.callback_metrics.get(monitor, fit_score) if monitor else None
+    return None if score is None else float(score)

@@ -77,6 +77,24 @@ def _array(crop: dict, name: str) -> np.ndarray:
     path = crop.get(f"{name}_path")
     return np.array(np.load(path, mmap_mode="r")) if path else crop[name]
 
+def _eval_sampler(dataset: Dataset):
+    """Under DDP, give each rank a disjoint share of the evaluation crops, none repeated.
+
+    Lightning's default DistributedSampler pads the last share with repeated crops, which would
+    count those crops twice in the synced metrics; with this sampler in place Lightning keeps it.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return None
+    if torch.distributed.get_world_size() == 1:
+        return None
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+    ranks = torch.distributed.get_world_size()
+    if len(dataset) < ranks:  # a rank without batches would leave the others waiting in the metric sync
+        raise SpineError(f"{len(dataset)} evaluation crops cannot be shared by {ranks} DDP ranks: "
+                         f"use more val/test subjects or fewer trainer.devices")
+    return UnrepeatedDistributedSampler(dataset, shuffle=False)
+
 
 class SpineDataModule(L.LightningDataModule):
     def __init__(
@@ -201,6 +219,7 @@ class SpineDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = CropDataset(self.crops[split], self.window_hu, self.edge_weight, flip_lr=self.flip_lr and train)
         return DataLoader(dataset, batch_size=self.batch_size if train else 1, shuffle=train,
+                          sampler=None if train else _eval_sampler(dataset),
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self):

@@ -1,0 +1,113 @@
+"""The ablation report on a synthetic multirun directory laid out as Hydra writes it."""
+
+import csv
+import json
+import statistics
+
+import matplotlib.image
+import pytest
+import yaml
+from conftest import ROOT, run_cli
+
+from spine_lightning.errors import SpineError
+from spine_lightning.report import write_report
+
+LEVELS = ["L2", "L3", "L4", "L5"]
+
+
+def make_job(sweep, num, method, metrics, levels=LEVELS):
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    choices = {"hydra": {"runtime": {"choices": {"experiment": method}}}}
+    (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(choices))
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"data": {"levels": levels}, "seed": num}))
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"+experiment={method}", f"seed={num}"]))
+    if metrics is not None:
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    return job
+
+
+def iou(method_index, seed, level_index):
+    return 0.5 + 0.1 * method_index + 0.01 * level_index + 0.02 * seed
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """4 methods x 2 seeds; edge_adv seed 1 crashed; adv seed 1 has no L5 (a missed vertebra)."""
+    expected, num = {}, 0
+    for m, method in enumerate(["baseline", "edge", "adv", "edge_adv"]):
+        for seed in (0, 1):
+            metrics = {f"test/iou_{lv}": iou(m, seed, j) for j, lv in enumerate(LEVELS)}
+            if method == "adv" and seed == 1:
+                del metrics["test/iou_L5"]
+            crashed = method == "edge_adv" and seed == 1
+            make_job(tmp_path, num, method, None if crashed else metrics)
+            if not crashed:
+                for lv in LEVELS:
+                    expected.setdefault((method, lv), []).append(metrics.get(f"test/iou_{lv}", 0.0))
+            num += 1
+    return tmp_path, expected
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return {row["level"]: row for row in csv.DictReader(f)}
+
+
+def test_table_means_stds_counts_and_best(sweep):
+    sweep_dir, expected = sweep
+    out = write_report(sweep_dir)
+    rows = read_csv(out["csv"])
+    assert list(rows) == [*LEVELS, "mean"]
+    for (method, lv), values in expected.items():
+        assert float(rows[lv][f"{method}_mean"]) == pytest.approx(statistics.mean(values), abs=1e-6)
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        assert float(rows[lv][f"{method}_std"]) == pytest.approx(std, abs=1e-6)
+        assert int(rows[lv][f"{method}_n"]) == len(values)
+    # the missed L5 counts as 0: adv's L5 mean is half of its one finished value, not that value
+    assert float(rows["L5"]["adv_mean"]) == pytest.approx(iou(2, 0, 3) / 2, abs=1e-6)
+    # the per-run mean over levels includes the 0 as well
+    adv_means = [statistics.mean(expected[("adv", lv)][k] for lv in LEVELS) for k in range(2)]
+    assert float(rows["mean"]["adv_mean"]) == pytest.approx(statistics.mean(adv_means), abs=1e-6)
+    # edge_adv (best method by construction) wins every row although one of its runs crashed
+    assert {row["best"] for row in rows.values()} == {"edge_adv"}
+    assert rows["L2"]["edge_adv_n"] == "1"
+
+
+def test_markdown_lists_crashed_runs_and_zeroed_levels(sweep):
+    sweep_dir, _ = sweep
+    md = write_report(sweep_dir)["md"].read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| level"))
+    assert header == "| level | baseline | edge | adv | edge_adv |"
+    assert "| runs | 2 | 2 | 2 | 1 |" in md
+    assert "8 found, 7 finished, 1 crashed" in md
+    assert "- `7` (edge_adv)" in md  # the crashed run, by its job folder
+    assert "- `5` (adv): L5" in md  # the level counted as 0
+    l2 = next(line for line in md.splitlines() if line.startswith("| L2 "))
+    assert l2.count("**") == 2 and l2.split("|")[5].strip().startswith("**")
+
+
+def test_png_is_an_image(sweep):
+    sweep_dir, _ = sweep
+    image = matplotlib.image.imread(write_report(sweep_dir)["png"])
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_dice_table(tmp_path):
+    make_job(tmp_path, 0, "edge", {"test/dice_L2": 0.9, "test/iou_L2": 0.8}, levels=["L2"])
+    rows = read_csv(write_report(tmp_path, metric="dice")["csv"])
+    assert float(rows["L2"]["edge_mean"]) == pytest.approx(0.9)
+
+
+def test_no_finished_run_is_an_error(tmp_path):
+    make_job(tmp_path, 0, "baseline", None)
+    with pytest.raises(SpineError, match="none of the 1 runs finished"):
+        write_report(tmp_path)
+    assert not list(tmp_path.glob("ablation*"))
+
+
+def test_cli_bad_directory_is_one_line(tmp_path):
+    result = run_cli(["-m", "spine_lightning.report", str(tmp_path / "missing")], cwd=ROOT)
+    assert result.returncode != 0
+    expected = f"error: {tmp_path / 'missing'}: no such multirun directory"
+    assert result.stderr.strip().splitlines() == [expected]
