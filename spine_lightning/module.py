@@ -17,7 +17,8 @@ class SpineSegmentationModule(L.LightningModule):
     """Single-vertebra segmentation with optional adversarial training.
 
     Hyper-parameters are plain types (net config, optimiser settings, levels), so a checkpoint
-    rebuilds its own network and loads with `weights_only=True`.
+    rebuilds its own network and loads with `weights_only=True`. `preprocessing` (spacing,
+    crop_size, window_hu) travels in the checkpoint so that predict crops exactly as training did.
     Optimisation is manual: the input gradient for the adversarial perturbation comes from the same
     backward pass that gives the gradients of L_st, so an adversarial step costs two forward and
     two backward passes.
@@ -25,7 +26,7 @@ class SpineSegmentationModule(L.LightningModule):
 
     def __init__(self, net: dict, levels, lr: float = 1e-3, weight_decay: float = 0.0,
                  epsilon: float = 0.0, perturbation: str = "sign", lam: float = 1.0,
-                 scheduler: str | None = "cosine"):
+                 scheduler: str | None = "cosine", preprocessing: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False

@@ -1,0 +1,97 @@
+"""Whole-CT prediction back onto the input grid.
+
+Each level is cropped around its centroid exactly as in training (`crops.crop_frame`), segmented,
+and its foreground probability resampled by SimpleITK from the crop frame onto the part of the
+input grid the crop covers, so geometry is exact for any origin, spacing or direction. Voxels that
+two neighbouring crops both claim go to the level with the higher probability. Memory grows with
+the input grid only through one uint8 label map and one float16 probability map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .data.crops import crop_frame, resample_to_frame
+from .data.intensity import window
+from .data.labels import level_value
+
+DEFAULT_PREPROCESSING = dict(spacing=1.0, crop_size=[96, 112, 64], window_hu=[-1000.0, 2000.0])
+
+
+@dataclass
+class Prediction:
+    """Label map (VerSe numbering, on the input grid) and the probability that won each voxel."""
+
+    label: sitk.Image
+    probability: np.ndarray  # [z, y, x] float16, 0 where no level claimed the voxel
+    centres: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+
+def preprocessing_of(module) -> dict:
+    """Crop settings stored in the checkpoint (older checkpoints: the paper's defaults)."""
+    return {**DEFAULT_PREPROCESSING, **(module.hparams.get("preprocessing") or {})}
+
+
+def covered_region(image: sitk.Image, frame: dict) -> tuple[list[int], list[int]] | None:
+    """Index start and size of the input-grid box that holds the crop frame (None if outside)."""
+    size, spacing = np.array(frame["size"]), frame["spacing"][0]
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in size], indexing="ij")).reshape(3, -1).T
+    phys = np.asarray(frame["origin"]) + corners * spacing  # the crop frame has identity direction
+    idx = np.array([image.TransformPhysicalPointToContinuousIndex(p.tolist()) for p in phys])
+    lo = np.maximum(np.floor(idx.min(axis=0)).astype(int) - 1, 0)
+    hi = np.minimum(np.ceil(idx.max(axis=0)).astype(int) + 1, np.array(image.GetSize()) - 1)
+    if np.any(hi < lo):
+        return None
+    return lo.tolist(), (hi - lo + 1).tolist()
+
+
+def _region_reference(image: sitk.Image, start, size) -> sitk.Image:
+    ref = sitk.Image([int(n) for n in size], sitk.sitkUInt8)
+    ref.SetSpacing(image.GetSpacing())
+    ref.SetDirection(image.GetDirection())
+    ref.SetOrigin(image.TransformIndexToPhysicalPoint([int(i) for i in start]))
+    return ref
+
+
+@torch.no_grad()
+def foreground_probability(module, image: sitk.Image, frame: dict, window_hu) -> sitk.Image:
+    """P(vertebra) on the crop frame, as a float32 SimpleITK image with the frame's geometry."""
+    hu = sitk.GetArrayFromImage(resample_to_frame(image, frame, is_label=False))
+    x = torch.from_numpy(window(hu, *window_hu))[None, None].to(module.device)
+    prob = torch.softmax(module(x), dim=1)[0, 1].float().cpu().numpy()
+    out = sitk.GetImageFromArray(prob)
+    out.SetOrigin(frame["origin"])
+    out.SetSpacing(frame["spacing"])
+    out.SetDirection(frame["direction"])
+    return out
+
+
+def predict_levels(module, image: sitk.Image, centres: dict[str, tuple[float, float, float]]) -> Prediction:
+    """Segment every level in `centres` (level name → physical centroid, mm) onto `image`'s grid."""
+    prep = preprocessing_of(module)
+    size_zyx = image.GetSize()[::-1]
+    labels = np.zeros(size_zyx, np.uint8)
+    best = np.zeros(size_zyx, np.float16)
+    for level, centre in centres.items():
+        frame = crop_frame(centre, prep["crop_size"], prep["spacing"])
+        region = covered_region(image, frame)
+        if region is None:
+            continue
+        start, size = region
+        prob_img = foreground_probability(module, image, frame, prep["window_hu"])
+        prob = sitk.GetArrayFromImage(
+            sitk.Resample(prob_img, _region_reference(image, start, size), sitk.Transform(), sitk.sitkLinear, 0.0,
+                          sitk.sitkFloat32)
+        )
+        box = tuple(slice(s, s + n) for s, n in zip(start[::-1], size[::-1]))
+        # A voxel joins this level if the network says so and no earlier level holds it more surely.
+        wins = (prob > 0.5) & (prob > best[box])
+        labels[box][wins] = level_value(level)
+        best[box][wins] = prob[wins]
+    out = sitk.GetImageFromArray(labels)
+    out.CopyInformation(image)
+    return Prediction(out, best, dict(centres))
