@@ -23,6 +23,7 @@ from .data.crops import AIR_HU
 
 GRID_MM = 2.0
 BONE_HU = 150.0
+CANCELLOUS_HU = 110.0
 BODY_RADIUS_MM = 8.0  # the profile cylinder: inside the cancellous core of every lumbar body
 MIN_BODY_GAP_MM = 18.0
 PROMINENCE_HU = 10.0
@@ -33,6 +34,7 @@ VERTEBRA_HALF_HEIGHT_MM = 12.0
 VERTEBRA_HALF_WIDTH_MM = 45.0
 VERTEBRA_BACK_MM = 75.0
 MIDLINE_BAND_MM = 25.0
+MIN_BODY_AREA_MM2 = 400.0  # above the spinal canal's cross-section
 MAX_BODY_AREA_MM2 = 2500.0
 BODY_HALF_DEPTH_MM = 15.0  # lumbar bodies are 25-35 mm apart
 NAMES_ABOVE_SACRUM = ("L5", "L4", "L3", "L2", "L1")
@@ -65,16 +67,17 @@ def canonical_grid(image: sitk.Image, spacing: float = GRID_MM) -> sitk.Image:
 
 
 def bone_mask(hu: np.ndarray) -> np.ndarray:
-    """Bone with each axial cross-section's holes filled: cortical rings enclose their cancellous
-    core, which in osteoporotic bone is barely denser than soft tissue."""
+    """Bone with the body-sized holes of each axial cross-section filled: cortical rings enclose
+    their cancellous core, which in osteoporotic bone is barely denser than soft tissue. Smaller
+    holes (the spinal canal) and larger ones (rings of ribs or pelvis) stay open."""
     bone = ndimage.gaussian_filter(hu, 0.7) > BONE_HU
-    max_hole = MAX_BODY_AREA_MM2 / GRID_MM**2  # larger holes are rings of ribs or pelvis: keep them open
+    min_hole, max_hole = MIN_BODY_AREA_MM2 / GRID_MM**2, MAX_BODY_AREA_MM2 / GRID_MM**2
     filled = []
     for section in bone:
         holes, n = ndimage.label(ndimage.binary_fill_holes(section) & ~section)
         sizes = ndimage.sum_labels(np.ones_like(holes), holes, np.arange(1, n + 1))
-        small = np.isin(holes, 1 + np.flatnonzero(sizes <= max_hole))
-        filled.append(section | small)
+        body_sized = np.isin(holes, 1 + np.flatnonzero((sizes >= min_hole) & (sizes <= max_hole)))
+        filled.append(section | body_sized)
     return np.stack(filled)
 
 
@@ -193,7 +196,10 @@ def localize(image: sitk.Image) -> Localisation:
         return Localisation(note="no spine column found: no vertebra is named")
     minima = body_minima(body_profile(hu, line, GRID_MM), GRID_MM)
     bounds = np.concatenate([[0], (minima[1:] + minima[:-1]) // 2, [hu.shape[0]]])
-    bodies = [grid.TransformContinuousIndexToPhysicalPoint(vertebra_centroid(bone, line, z, lo, hi, GRID_MM))
+    # Cancellous bone of osteoporotic bodies is as dark as 110 HU: count it towards the centroid,
+    # or the dense posterior elements pull the centroid backwards.
+    dense = bone | (ndimage.gaussian_filter(hu, 0.7) > CANCELLOUS_HU)
+    bodies = [grid.TransformContinuousIndexToPhysicalPoint(vertebra_centroid(dense, line, z, lo, hi, GRID_MM))
               for z, lo, hi in zip(minima, bounds[:-1], bounds[1:], strict=True)]
     widths = [attached_half_width(bone, (z, line[z, 0], line[z, 1]), GRID_MM) for z in minima]
     anchor = sacrum_index(widths)
