@@ -42,7 +42,9 @@ def mask_mesh(mask: sitk.Image, smoothing_iterations: int = 10) -> trimesh.Trime
         return None
     box = ndimage.find_objects(arr.astype(np.uint8))[0]
     sub = np.pad(arr[box], 1).astype(np.float32)
-    verts, faces, _, _ = measure.marching_cubes(sub, level=0.5)
+    # Lorensen's tables on a padded binary mask give a closed 2-manifold here; Lewiner's variant
+    # produced edges shared by four faces where voxels touch only along an edge.
+    verts, faces, _, _ = measure.marching_cubes(sub, level=0.5, method="lorensen")
     offset = np.array([s.start for s in box]) - 1
     ijk = (verts + offset)[:, ::-1]  # marching cubes works on [z, y, x]
     mesh = trimesh.Trimesh(index_to_physical(mask, ijk), faces, process=True)

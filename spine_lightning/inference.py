@@ -3,7 +3,8 @@
 Each level is cropped around its centroid exactly as in training (`crops.crop_frame`), segmented,
 and its foreground probability resampled by SimpleITK from the crop frame onto the part of the
 input grid the crop covers, so geometry is exact for any origin, spacing or direction. Voxels that
-two neighbouring crops both claim go to the level with the higher probability. Memory grows with
+two neighbouring crops both claim go to the level with the higher probability, and each level
+keeps only its largest connected component. Memory grows with
 the input grid only through one uint8 label map and one float16 probability map.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 
 from .data.crops import crop_frame, resample_to_frame
 from .data.intensity import window
@@ -57,6 +59,15 @@ def _region_reference(image: sitk.Image, start, size) -> sitk.Image:
     return ref
 
 
+def keep_largest_component(labels: np.ndarray, best: np.ndarray, value: int) -> None:
+    """A vertebra is one object: drop the level's fragments outside its largest component (in place)."""
+    parts, n = ndimage.label(labels == value, structure=np.ones((3, 3, 3)))
+    if n > 1:
+        sizes = ndimage.sum_labels(np.ones_like(parts), parts, np.arange(1, n + 1))
+        stray = (parts > 0) & (parts != 1 + int(np.argmax(sizes)))
+        labels[stray], best[stray] = 0, 0
+
+
 @torch.no_grad()
 def foreground_probability(module, image: sitk.Image, frame: dict, window_hu) -> sitk.Image:
     """P(vertebra) on the crop frame, as a float32 SimpleITK image with the frame's geometry."""
@@ -76,6 +87,7 @@ def predict_levels(module, image: sitk.Image, centres: dict[str, tuple[float, fl
     size_zyx = image.GetSize()[::-1]
     labels = np.zeros(size_zyx, np.uint8)
     best = np.zeros(size_zyx, np.float16)
+    boxes = {}
     for level, centre in centres.items():
         frame = crop_frame(centre, prep["crop_size"], prep["spacing"])
         region = covered_region(image, frame)
@@ -92,6 +104,9 @@ def predict_levels(module, image: sitk.Image, centres: dict[str, tuple[float, fl
         wins = (prob > 0.5) & (prob > best[box])
         labels[box][wins] = level_value(level)
         best[box][wins] = prob[wins]
+        boxes[level] = box
+    for level, box in boxes.items():
+        keep_largest_component(labels[box], best[box], level_value(level))
     out = sitk.GetImageFromArray(labels)
     out.CopyInformation(image)
     return Prediction(out, best, dict(centres))
