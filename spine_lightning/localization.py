@@ -195,6 +195,8 @@ def localize(image: sitk.Image) -> Localisation:
     if line is None:
         return Localisation(note="no spine column found: no vertebra is named")
     minima = body_minima(body_profile(hu, line, GRID_MM), GRID_MM)
+    if len(minima) == 0:
+        return Localisation(note="no vertebral body found: no vertebra is named")
     bounds = np.concatenate([[0], (minima[1:] + minima[:-1]) // 2, [hu.shape[0]]])
     # Cancellous bone of osteoporotic bodies is as dark as 110 HU: count it towards the centroid,
     # or the dense posterior elements pull the centroid backwards.
