@@ -14,11 +14,13 @@ import numpy as np
 import SimpleITK as sitk
 import trimesh
 from scipy import ndimage
+from scipy.spatial import cKDTree
 from skimage import measure
 
 from .io import atomic_path
 
 DEVIATION_COLOURS = ["blue", "green", "red"]  # inside, on, outside the reference surface
+DISPLAY_FACES = 20_000
 
 
 def index_to_physical(image: sitk.Image, ijk: np.ndarray) -> np.ndarray:
@@ -76,6 +78,15 @@ def write_mesh(path: str | Path, mesh: trimesh.Trimesh, signed_distance: np.ndar
         mesh.export(tmp, file_type=path.suffix.lstrip("."))
 
 
+def _for_display(mesh: trimesh.Trimesh, values: np.ndarray) -> tuple[trimesh.Trimesh, np.ndarray]:
+    """A decimated copy (matplotlib draws every face) with each new vertex's nearest original value."""
+    if len(mesh.faces) <= DISPLAY_FACES:
+        return mesh, values
+    small = mesh.simplify_quadric_decimation(face_count=DISPLAY_FACES)
+    _, nearest = cKDTree(mesh.vertices).query(small.vertices)
+    return small, values[nearest]
+
+
 def write_deviation_png(path: str | Path, mesh: trimesh.Trimesh, signed_distance: np.ndarray, title: str,
                         limit_mm: float | None = None) -> None:
     """Three views of the mesh coloured by signed distance (blue inside, green on, red outside)."""
@@ -87,6 +98,7 @@ def write_deviation_png(path: str | Path, mesh: trimesh.Trimesh, signed_distance
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     limit = limit_mm or max(1.0, float(np.percentile(np.abs(signed_distance), 98)))
+    mesh, signed_distance = _for_display(mesh, signed_distance)
     cmap = LinearSegmentedColormap.from_list("deviation", DEVIATION_COLOURS)
     norm = Normalize(-limit, limit)
     face_values = signed_distance[mesh.faces].mean(axis=1)

@@ -24,10 +24,12 @@ from .data.crops import AIR_HU
 GRID_MM = 2.0
 BONE_HU = 150.0
 CANCELLOUS_HU = 110.0
+SOFT_TISSUE_MAX_HU = 60.0
 BODY_RADIUS_MM = 8.0  # the profile cylinder: inside the cancellous core of every lumbar body
 MIN_BODY_GAP_MM = 18.0
 PROMINENCE_HU = 10.0
 SACRUM_MIN_HALF_WIDTH_MM = 40.0
+SACRUM_MAX_HALF_WIDTH_MM = 150.0  # wider: the whole pelvic ring, not the alae
 SACRUM_WIDTH_RATIO = 1.12
 COLUMN_RADIUS_MM = 40.0
 VERTEBRA_HALF_HEIGHT_MM = 12.0
@@ -113,10 +115,19 @@ def column_centre_line(bone: np.ndarray, body: np.ndarray, spacing: float) -> np
 
 
 def body_profile(hu: np.ndarray, line: np.ndarray, spacing: float) -> np.ndarray:
+    """Smoothed mean HU of a thin cylinder along the centre line: low in the bodies' cores.
+
+    Slices at either end of the scan where the cylinder holds no bone at all (soft tissue beyond
+    the ends of the column) count as high, like discs, so the last body before them is a minimum.
+    """
     radius = BODY_RADIUS_MM / spacing
     yy, xx = np.mgrid[: hu.shape[1], : hu.shape[2]]
     prof = np.array([hu[z][(yy - line[z, 0]) ** 2 + (xx - line[z, 1]) ** 2 <= radius**2].mean()
                      for z in range(hu.shape[0])])
+    soft = prof < SOFT_TISSUE_MAX_HU
+    if soft.any() and not soft.all():  # only the runs that reach the ends of the scan
+        first, last = np.argmin(soft), len(soft) - np.argmin(soft[::-1])
+        prof[:first], prof[last:] = prof.max(), prof.max()
     return ndimage.gaussian_filter1d(prof, 4.0 / spacing)
 
 
@@ -181,7 +192,7 @@ def sacrum_index(widths: list[float]) -> int | None:
     attached bone reaches clearly further sideways than theirs (the alae); None if there is none."""
     for i, width in enumerate(widths[:-2]):
         above = float(np.median(widths[i + 1 : i + 4]))
-        if width >= SACRUM_MIN_HALF_WIDTH_MM and width >= SACRUM_WIDTH_RATIO * above:
+        if SACRUM_MIN_HALF_WIDTH_MM <= width <= SACRUM_MAX_HALF_WIDTH_MM and width >= SACRUM_WIDTH_RATIO * above:
             return i
     return None
 
