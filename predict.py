@@ -1,4 +1,4 @@
-"""Segment lumbar vertebrae in a CT: `python predict.py ckpt_path=... input=... output_dir=... [centroids=...]`."""
+"""Segment lumbar vertebrae in a CT: `python predict.py ckpt_path=... input=... output_dir=...`."""
 
 import sys
 from pathlib import Path

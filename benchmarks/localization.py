@@ -1,6 +1,7 @@
 """Centroid error (mm) and identification rate of the weight-free localiser.
 
-    python -m benchmarks.localization [--seeds 20] [--real tests/data/real_ct] [--out benchmarks/results/localization.md]
+    python -m benchmarks.localization [--seeds 20] [--real tests/data/real_ct]
+        [--out benchmarks/results/localization.md]
 
 Phantoms: the truth is each phantom's label centroids. Real CT: the TotalSegmentator label map
 (26=S1, 27=L5 ... 31=L1). A level counts as identified when it is found and its centre is nearer
@@ -51,22 +52,30 @@ def main() -> None:
     cases = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         image, label = make_phantom(seed)
-        cases.append((f"phantom {seed}", image, {VERSE_NAMES[v]: c for v, c in label_centroids(label).items()}))
+        cases.append(
+            (f"phantom {seed}", image, {VERSE_NAMES[v]: c for v, c in label_centroids(label).items()})
+        )
     ct = args.real / "lumbar_ct_3mm.nii.gz"
     if ct.exists():
         label = sitk.ReadImage(str(args.real / "lumbar_ct_3mm_vertebrae.nii.gz"))
         truth = {TOTALSEG_IDS[v]: c for v, c in label_centroids(label).items() if v in TOTALSEG_IDS}
         cases.append(("real lumbar_ct_3mm", sitk.ReadImage(str(ct)), truth))
 
-    lines = ["| case | " + " | ".join(f"{lv} (mm)" for lv in LEVELS) + " | time (s) |",
-             "|---" * (len(LEVELS) + 2) + "|"]
+    lines = [
+        "| case | " + " | ".join(f"{lv} (mm)" for lv in LEVELS) + " | time (s) |",
+        "|---" * (len(LEVELS) + 2) + "|",
+    ]
     phantom_errors, phantom_ok, phantom_total = [], 0, 0
     for name, image, truth in cases:
         t = time.perf_counter()
         errors = score(localize(image).centres, truth)
         seconds = time.perf_counter() - t
-        cells = ["missed/misnamed" if errors.get(lv, 0) is None else
-                 ("-" if lv not in errors else f"{errors[lv]:.1f}") for lv in LEVELS]
+        cells = [
+            "missed/misnamed"
+            if errors.get(lv, 0) is None
+            else ("-" if lv not in errors else f"{errors[lv]:.1f}")
+            for lv in LEVELS
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {seconds:.1f} |")
         if name.startswith("phantom"):
             for lv in ("L2", "L3", "L4", "L5"):
@@ -75,9 +84,12 @@ def main() -> None:
                     phantom_ok += 1
                     phantom_errors.append(errors[lv])
     e = np.array(phantom_errors)
-    lines += ["", f"Phantoms, L2-L5: identified {phantom_ok}/{phantom_total}; centroid error mean {e.mean():.2f} mm, "
-              f"median {np.median(e):.2f} mm, 95th percentile {np.percentile(e, 95):.2f} mm, max {e.max():.2f} mm, "
-              f"<= 3 mm: {(e <= 3).mean():.0%}"]
+    lines += [
+        "",
+        f"Phantoms, L2-L5: identified {phantom_ok}/{phantom_total}; centroid error mean {e.mean():.2f} mm, "
+        f"median {np.median(e):.2f} mm, 95th percentile {np.percentile(e, 95):.2f} mm, max {e.max():.2f} mm, "
+        f"<= 3 mm: {(e <= 3).mean():.0%}",
+    ]
     table = "\n".join(lines)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)

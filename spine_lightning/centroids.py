@@ -17,7 +17,7 @@ from .data.labels import LUMBAR_LEVELS, VERSE_NAMES
 from .errors import SpineError
 from .io import write_json
 
-_OPPOSITE = dict(zip("LRAPSI", "RLPAIS"))
+_OPPOSITE = dict(zip("LRAPSI", "RLPAIS", strict=True))
 
 
 def _itk_code(axis_code) -> str:
@@ -36,19 +36,26 @@ def read_centroids(path: str | Path, image: sitk.Image) -> dict[str, tuple[float
         points = {int(e["label"]): (float(e["X"]), float(e["Y"]), float(e["Z"])) for e in entries[1:]}
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         raise SpineError(
-            f"{path}: not a VerSe centroid file (a JSON list: {{\"direction\": [\"P\",\"I\",\"R\"]}}, "
-            "then {\"label\", \"X\", \"Y\", \"Z\"} entries)"
+            f'{path}: not a VerSe centroid file (a JSON list: {{"direction": ["P","I","R"]}}, '
+            'then {"label", "X", "Y", "Z"} entries)'
         ) from None
     oriented = sitk.DICOMOrient(image, _itk_code(axis_code))
-    centres = {VERSE_NAMES[v]: oriented.TransformContinuousIndexToPhysicalPoint(p)
-               for v, p in points.items() if v in VERSE_NAMES}
+    centres = {
+        VERSE_NAMES[v]: oriented.TransformContinuousIndexToPhysicalPoint(p)
+        for v, p in points.items()
+        if v in VERSE_NAMES
+    }
     if not any(level in centres for level in LUMBAR_LEVELS):
         raise SpineError(f"{path}: names no lumbar vertebra (labels {sorted(points)}; L1-L5 are 20-24)")
     return centres
 
 
-def write_centroids(path: str | Path, centres: dict[str, tuple[float, float, float]], image: sitk.Image,
-                    axis_code=("P", "I", "R")) -> None:
+def write_centroids(
+    path: str | Path,
+    centres: dict[str, tuple[float, float, float]],
+    image: sitk.Image,
+    axis_code=("P", "I", "R"),
+) -> None:
     """Write physical centroids as a VerSe centroid file for `image` (the inverse of read_centroids)."""
     from .data.labels import VERSE_LABELS
 

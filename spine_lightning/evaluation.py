@@ -25,7 +25,17 @@ from .metrics import overlap, surface_distances
 
 log = logging.getLogger(__name__)
 CENTROID_SOURCES = ("labels", "automatic")
-CSV_FIELDS = ("subject", "level", "iou", "dice", "assd_mm", "hd95_mm", "hd_mm", "predicted_voxels", "true_voxels")
+CSV_FIELDS = (
+    "subject",
+    "level",
+    "iou",
+    "dice",
+    "assd_mm",
+    "hd95_mm",
+    "hd_mm",
+    "predicted_voxels",
+    "true_voxels",
+)
 
 
 def score_levels(pred: sitk.Image, truth: sitk.Image, levels) -> list[dict]:
@@ -38,8 +48,17 @@ def score_levels(pred: sitk.Image, truth: sitk.Image, levels) -> list[dict]:
         if not t.any():
             continue
         d = surface_distances(pred == value, truth == value)
-        rows.append(dict(level=level, **overlap(p, t), assd_mm=d["assd"], hd95_mm=d["hd95"], hd_mm=d["hd"],
-                         predicted_voxels=int(p.sum()), true_voxels=int(t.sum())))
+        rows.append(
+            dict(
+                level=level,
+                **overlap(p, t),
+                assd_mm=d["assd"],
+                hd95_mm=d["hd95"],
+                hd_mm=d["hd"],
+                predicted_voxels=int(p.sum()),
+                true_voxels=int(t.sum()),
+            )
+        )
     return rows
 
 

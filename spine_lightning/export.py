@@ -59,13 +59,19 @@ def mask_mesh(mask: sitk.Image, smoothing_iterations: int = 10) -> trimesh.Trime
 
 def signed_distance_at(points: np.ndarray, reference: sitk.Image) -> np.ndarray:
     """Signed distance (mm) from `points` to the reference mask's surface: < 0 inside, > 0 outside."""
-    dist = sitk.SignedMaurerDistanceMap(sitk.Cast(reference > 0, sitk.sitkUInt8), insideIsPositive=False,
-                                        squaredDistance=False, useImageSpacing=True)
+    dist = sitk.SignedMaurerDistanceMap(
+        sitk.Cast(reference > 0, sitk.sitkUInt8),
+        insideIsPositive=False,
+        squaredDistance=False,
+        useImageSpacing=True,
+    )
     arr = sitk.GetArrayFromImage(dist)
     ijk = physical_to_index(reference, points)
     # Maurer's map is 0 on the inner contour voxels and one spacing on the outer ones; the surface
     # lies half way, so shift by half a voxel to make it 0 there.
-    return ndimage.map_coordinates(arr, ijk[:, ::-1].T, order=1, mode="nearest") - 0.5 * min(reference.GetSpacing())
+    return ndimage.map_coordinates(arr, ijk[:, ::-1].T, order=1, mode="nearest") - 0.5 * min(
+        reference.GetSpacing()
+    )
 
 
 def write_mesh(path: str | Path, mesh: trimesh.Trimesh, signed_distance: np.ndarray | None = None) -> None:
@@ -87,8 +93,13 @@ def _for_display(mesh: trimesh.Trimesh, values: np.ndarray) -> tuple[trimesh.Tri
     return small, values[nearest]
 
 
-def write_deviation_png(path: str | Path, mesh: trimesh.Trimesh, signed_distance: np.ndarray, title: str,
-                        limit_mm: float | None = None) -> None:
+def write_deviation_png(
+    path: str | Path,
+    mesh: trimesh.Trimesh,
+    signed_distance: np.ndarray,
+    title: str,
+    limit_mm: float | None = None,
+) -> None:
     """Three views of the mesh coloured by signed distance (blue inside, green on, red outside)."""
     import matplotlib
 
@@ -107,9 +118,11 @@ def write_deviation_png(path: str | Path, mesh: trimesh.Trimesh, signed_distance
     lo, hi = mesh.bounds
     for i, (name, (elev, azim)) in enumerate(views.items()):
         ax = fig.add_subplot(1, 3, i + 1, projection="3d")
-        ax.add_collection3d(Poly3DCollection(mesh.triangles, facecolors=cmap(norm(face_values)), linewidths=0))
+        ax.add_collection3d(
+            Poly3DCollection(mesh.triangles, facecolors=cmap(norm(face_values)), linewidths=0)
+        )
         centre, half = (lo + hi) / 2, (hi - lo).max() / 2
-        for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
+        for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre, strict=True):
             setter(c - half, c + half)
         ax.set_box_aspect((1, 1, 1), zoom=1.5)
         ax.view_init(elev=elev, azim=azim)

@@ -96,10 +96,16 @@ def predict_levels(module, image: sitk.Image, centres: dict[str, tuple[float, fl
         start, size = region
         prob_img = foreground_probability(module, image, frame, prep["window_hu"])
         prob = sitk.GetArrayFromImage(
-            sitk.Resample(prob_img, _region_reference(image, start, size), sitk.Transform(), sitk.sitkLinear, 0.0,
-                          sitk.sitkFloat32)
+            sitk.Resample(
+                prob_img,
+                _region_reference(image, start, size),
+                sitk.Transform(),
+                sitk.sitkLinear,
+                0.0,
+                sitk.sitkFloat32,
+            )
         )
-        box = tuple(slice(s, s + n) for s, n in zip(start[::-1], size[::-1]))
+        box = tuple(slice(s, s + n) for s, n in zip(start[::-1], size[::-1], strict=True))
         # A voxel joins this level if the network says so and no earlier level holds it more surely.
         wins = (prob > 0.5) & (prob > best[box])
         labels[box][wins] = level_value(level)

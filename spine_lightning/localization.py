@@ -51,21 +51,41 @@ class Localisation:
     note: str = ""
 
     def report(self) -> dict:
-        return dict(method="weight-free (bone column, endplate profile, sacrum anchor)", note=self.note,
-                    bodies_found=len(self.bodies_mm), sacrum_found=self.sacrum_index is not None,
-                    bodies_mm=[list(b) for b in self.bodies_mm], lateral_reach_mm=self.widths_mm,
-                    centres_mm={k: list(v) for k, v in self.centres.items()})
+        return dict(
+            method="weight-free (bone column, endplate profile, sacrum anchor)",
+            note=self.note,
+            bodies_found=len(self.bodies_mm),
+            sacrum_found=self.sacrum_index is not None,
+            bodies_mm=[list(b) for b in self.bodies_mm],
+            lateral_reach_mm=self.widths_mm,
+            centres_mm={k: list(v) for k, v in self.centres.items()},
+        )
 
 
 def canonical_grid(image: sitk.Image, spacing: float = GRID_MM) -> sitk.Image:
     """The CT on an identity-direction grid covering its physical extent (array [z, y, x])."""
     size = np.array(image.GetSize())
-    corners = np.array([image.TransformIndexToPhysicalPoint([int(i), int(j), int(k)])
-                        for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)])
+    corners = np.array(
+        [
+            image.TransformIndexToPhysicalPoint([int(i), int(j), int(k)])
+            for i in (0, size[0] - 1)
+            for j in (0, size[1] - 1)
+            for k in (0, size[2] - 1)
+        ]
+    )
     lo, hi = corners.min(axis=0), corners.max(axis=0)
     n = np.ceil((hi - lo) / spacing).astype(int) + 1
-    return sitk.Resample(image, n.tolist(), sitk.Transform(), sitk.sitkLinear, lo.tolist(), [spacing] * 3,
-                         [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], AIR_HU, sitk.sitkFloat32)
+    return sitk.Resample(
+        image,
+        n.tolist(),
+        sitk.Transform(),
+        sitk.sitkLinear,
+        lo.tolist(),
+        [spacing] * 3,
+        [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
+        AIR_HU,
+        sitk.sitkFloat32,
+    )
 
 
 def bone_mask(hu: np.ndarray) -> np.ndarray:
@@ -122,8 +142,12 @@ def body_profile(hu: np.ndarray, line: np.ndarray, spacing: float) -> np.ndarray
     """
     radius = BODY_RADIUS_MM / spacing
     yy, xx = np.mgrid[: hu.shape[1], : hu.shape[2]]
-    prof = np.array([hu[z][(yy - line[z, 0]) ** 2 + (xx - line[z, 1]) ** 2 <= radius**2].mean()
-                     for z in range(hu.shape[0])])
+    prof = np.array(
+        [
+            hu[z][(yy - line[z, 0]) ** 2 + (xx - line[z, 1]) ** 2 <= radius**2].mean()
+            for z in range(hu.shape[0])
+        ]
+    )
     soft = prof < SOFT_TISSUE_MAX_HU
     if soft.any() and not soft.all():  # only the runs that reach the ends of the scan
         first, last = np.argmin(soft), len(soft) - np.argmin(soft[::-1])
@@ -131,8 +155,9 @@ def body_profile(hu: np.ndarray, line: np.ndarray, spacing: float) -> np.ndarray
     return ndimage.gaussian_filter1d(prof, 4.0 / spacing)
 
 
-def vertebra_centroid(bone: np.ndarray, line: np.ndarray, z: int, lo: int, hi: int,
-                      spacing: float) -> tuple[float, float, float]:
+def vertebra_centroid(
+    bone: np.ndarray, line: np.ndarray, z: int, lo: int, hi: int, spacing: float
+) -> tuple[float, float, float]:
     """Continuous (x, y, z) index of the bone centroid of the whole vertebra (body and posterior
     elements) whose body centre is on the centre line at slice z, between the discs at slices
     lo and hi (half way to the neighbouring bodies): the crops are centred there."""
@@ -141,8 +166,11 @@ def vertebra_centroid(bone: np.ndarray, line: np.ndarray, z: int, lo: int, hi: i
     z0 = max(z - half_z, lo)
     box = bone[z0 : min(z + half_z + 1, hi)]
     zz, yy, xx = np.nonzero(box)
-    keep = (np.abs(xx - cx) * spacing <= VERTEBRA_HALF_WIDTH_MM) & \
-        ((yy - cy) * spacing >= -BODY_HALF_DEPTH_MM - 2) & ((yy - cy) * spacing <= VERTEBRA_BACK_MM)
+    keep = (
+        (np.abs(xx - cx) * spacing <= VERTEBRA_HALF_WIDTH_MM)
+        & ((yy - cy) * spacing >= -BODY_HALF_DEPTH_MM - 2)
+        & ((yy - cy) * spacing <= VERTEBRA_BACK_MM)
+    )
     if keep.sum() < 10:
         return float(cx), float(cy), float(z)
     return float(xx[keep].mean()), float(yy[keep].mean()), float(zz[keep].mean() + z0)
@@ -155,11 +183,15 @@ def body_minima(prof: np.ndarray, spacing: float) -> np.ndarray:
     the second keeps one minimum per period and fills a gap of two periods with the deepest point
     in its middle (a body whose dip is shallow, e.g. next to a flat neighbour).
     """
-    first, _ = signal.find_peaks(-prof, distance=max(1, round(MIN_BODY_GAP_MM / spacing)), prominence=PROMINENCE_HU)
+    first, _ = signal.find_peaks(
+        -prof, distance=max(1, round(MIN_BODY_GAP_MM / spacing)), prominence=PROMINENCE_HU
+    )
     gaps = np.diff(first) * spacing
     gaps = gaps[(gaps >= 20.0) & (gaps <= 50.0)]
     period = float(np.median(gaps)) if len(gaps) else 28.0
-    minima, _ = signal.find_peaks(-prof, distance=max(1, round(0.7 * period / spacing)), prominence=PROMINENCE_HU)
+    minima, _ = signal.find_peaks(
+        -prof, distance=max(1, round(0.7 * period / spacing)), prominence=PROMINENCE_HU
+    )
     filled = [int(z) for z in minima[:1]]
     for z in minima[1:]:
         if (z - filled[-1]) * spacing > 1.6 * period:
@@ -192,7 +224,10 @@ def sacrum_index(widths: list[float]) -> int | None:
     attached bone reaches clearly further sideways than theirs (the alae); None if there is none."""
     for i, width in enumerate(widths[:-2]):
         above = float(np.median(widths[i + 1 : i + 4]))
-        if SACRUM_MIN_HALF_WIDTH_MM <= width <= SACRUM_MAX_HALF_WIDTH_MM and width >= SACRUM_WIDTH_RATIO * above:
+        if (
+            SACRUM_MIN_HALF_WIDTH_MM <= width <= SACRUM_MAX_HALF_WIDTH_MM
+            and width >= SACRUM_WIDTH_RATIO * above
+        ):
             return i
     return None
 
@@ -212,14 +247,18 @@ def localize(image: sitk.Image) -> Localisation:
     # Cancellous bone of osteoporotic bodies is as dark as 110 HU: count it towards the centroid,
     # or the dense posterior elements pull the centroid backwards.
     dense = bone | (ndimage.gaussian_filter(hu, 0.7) > CANCELLOUS_HU)
-    bodies = [grid.TransformContinuousIndexToPhysicalPoint(vertebra_centroid(dense, line, z, lo, hi, GRID_MM))
-              for z, lo, hi in zip(minima, bounds[:-1], bounds[1:], strict=True)]
+    bodies = [
+        grid.TransformContinuousIndexToPhysicalPoint(vertebra_centroid(dense, line, z, lo, hi, GRID_MM))
+        for z, lo, hi in zip(minima, bounds[:-1], bounds[1:], strict=True)
+    ]
     widths = [attached_half_width(bone, (z, line[z, 0], line[z, 1]), GRID_MM) for z in minima]
     anchor = sacrum_index(widths)
     loc = Localisation(bodies_mm=bodies, sacrum_index=anchor, widths_mm=widths)
     if anchor is None:
-        loc.note = (f"{len(bodies)} vertebral bodies found but no sacrum to name them from: "
-                    "no lumbar spine in view, no vertebra is named")
+        loc.note = (
+            f"{len(bodies)} vertebral bodies found but no sacrum to name them from: "
+            "no lumbar spine in view, no vertebra is named"
+        )
         return loc
     loc.centres["S1"] = bodies[anchor]
     for name, centre in zip(NAMES_ABOVE_SACRUM, bodies[anchor + 1 :], strict=False):

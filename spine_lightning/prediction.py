@@ -39,7 +39,9 @@ def _read_input(path: Path) -> sitk.Image:
         else:
             image = sitk.ReadImage(str(path))
     except RuntimeError:
-        raise SpineError(f"{path}: not a readable image (NIfTI, MHA, NRRD or a DICOM series folder)") from None
+        raise SpineError(
+            f"{path}: not a readable image (NIfTI, MHA, NRRD or a DICOM series folder)"
+        ) from None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise SpineError(f"{path}: not a 3-D single-channel CT (dimension {image.GetDimension()})")
     return image
@@ -59,10 +61,16 @@ def _cases(path: Path) -> list[Path]:
         raise SpineError(f"input={path}: no such file or folder")
     if path.is_file() or sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path)):
         return [path]
-    found = sorted(p for p in path.iterdir() if p.name.endswith(IMAGE_SUFFIXES) or
-                   (p.is_dir() and sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(p))))
+    found = sorted(
+        p
+        for p in path.iterdir()
+        if p.name.endswith(IMAGE_SUFFIXES)
+        or (p.is_dir() and sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(p)))
+    )
     if not found:
-        raise SpineError(f"input={path}: folder holds no CT ({', '.join(IMAGE_SUFFIXES)} files or DICOM series)")
+        raise SpineError(
+            f"input={path}: folder holds no CT ({', '.join(IMAGE_SUFFIXES)} files or DICOM series)"
+        )
     return found
 
 
@@ -97,8 +105,12 @@ def level_summary(pred: Prediction, level: str) -> dict | None:
     stats.Execute(pred.label)
     value, image = level_value(level), pred.label
     x0, y0, z0, nx, ny, nz = stats.GetBoundingBox(value)
-    corners = [image.TransformIndexToPhysicalPoint((x, y, z)) for x in (x0, x0 + nx - 1)
-               for y in (y0, y0 + ny - 1) for z in (z0, z0 + nz - 1)]
+    corners = [
+        image.TransformIndexToPhysicalPoint((x, y, z))
+        for x in (x0, x0 + nx - 1)
+        for y in (y0, y0 + ny - 1)
+        for z in (z0, z0 + nz - 1)
+    ]
     return dict(
         volume_mm3=float(stats.GetPhysicalSize(value)),
         centroid_mm=list(stats.GetCentroid(value)),
@@ -149,32 +161,59 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
             continue
         mesh = mask_mesh(pred.label == level_value(level), int(cfg.mesh.smoothing_iterations))
         write_mesh(out_dir / f"{case}_{level}.stl", mesh)
-        summary["mesh"] = dict(file=f"{case}_{level}.stl", vertices=len(mesh.vertices), faces=len(mesh.faces),
-                               watertight=bool(mesh.is_watertight))
+        summary["mesh"] = dict(
+            file=f"{case}_{level}.stl",
+            vertices=len(mesh.vertices),
+            faces=len(mesh.faces),
+            watertight=bool(mesh.is_watertight),
+        )
         if reference is not None and (sitk.GetArrayViewFromImage(reference) == level_value(level)).any():
             distance = signed_distance_at(mesh.vertices, reference == level_value(level))
             write_mesh(out_dir / f"{case}_{level}_deviation.ply", mesh, distance)
-            write_deviation_png(out_dir / f"{case}_{level}_deviation.png", mesh, distance, f"{case} {level}",
-                                cfg.get("deviation_limit_mm"))
-            summary["deviation_mm"] = dict(mean=float(distance.mean()), mean_abs=float(np.abs(distance).mean()),
-                                           min=float(distance.min()), max=float(distance.max()),
-                                           file=f"{case}_{level}_deviation.ply")
+            write_deviation_png(
+                out_dir / f"{case}_{level}_deviation.png",
+                mesh,
+                distance,
+                f"{case} {level}",
+                cfg.get("deviation_limit_mm"),
+            )
+            summary["deviation_mm"] = dict(
+                mean=float(distance.mean()),
+                mean_abs=float(np.abs(distance).mean()),
+                min=float(distance.min()),
+                max=float(distance.max()),
+                file=f"{case}_{level}_deviation.ply",
+            )
         per_level[level] = summary
     timings["export_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
 
     report = dict(
-        case=case, input=str(path), levels=per_level, localisation=localisation,
+        case=case,
+        input=str(path),
+        levels=per_level,
+        localisation=localisation,
         empty=not per_level,
-        note=("no lumbar vertebra found in this CT: the label map is empty" if not per_level else
-              f"{len(per_level)} level(s) segmented: {', '.join(per_level)}"),
+        note=(
+            "no lumbar vertebra found in this CT: the label map is empty"
+            if not per_level
+            else f"{len(per_level)} level(s) segmented: {', '.join(per_level)}"
+        ),
         checkpoint=dict(path=str(cfg.ckpt_path), sha256=ckpt_hash),
-        settings=dict(levels=levels, preprocessing=preprocessing_of(module),
-                      smoothing_iterations=int(cfg.mesh.smoothing_iterations),
-                      label_values={lv: level_value(lv) for lv in levels}),
-        grid=dict(size=list(image.GetSize()), spacing=list(image.GetSpacing()), origin=list(image.GetOrigin()),
-                  direction=list(image.GetDirection())),
-        timings=timings, peak_rss_mb=peak_rss_mb(),
+        settings=dict(
+            levels=levels,
+            preprocessing=preprocessing_of(module),
+            smoothing_iterations=int(cfg.mesh.smoothing_iterations),
+            label_values={lv: level_value(lv) for lv in levels},
+        ),
+        grid=dict(
+            size=list(image.GetSize()),
+            spacing=list(image.GetSpacing()),
+            origin=list(image.GetOrigin()),
+            direction=list(image.GetDirection()),
+        ),
+        timings=timings,
+        peak_rss_mb=peak_rss_mb(),
     )
     write_json(out_dir / f"{case}_report.json", report)
     return report
@@ -187,9 +226,13 @@ def predict(cfg: DictConfig) -> list[dict]:
         raise SpineError("input: required (a CT file, a DICOM folder, or a folder of CTs)")
     cases = _cases(Path(cfg.input))
     if len(cases) > 1 and (cfg.get("centroids") or cfg.get("reference")):
-        raise SpineError(f"input={cfg.input}: centroids and reference apply to one CT, not to a folder of CTs")
+        raise SpineError(
+            f"input={cfg.input}: centroids and reference apply to one CT, not to a folder of CTs"
+        )
     if cfg.get("localizer_ckpt"):
-        raise ConfigError("localizer_ckpt", cfg.localizer_ckpt, "null: the built-in localiser needs no weights")
+        raise ConfigError(
+            "localizer_ckpt", cfg.localizer_ckpt, "null: the built-in localiser needs no weights"
+        )
     module = load_segmentation_module(cfg.ckpt_path)
     for level in cfg.levels or []:
         level_value(level)
@@ -201,4 +244,3 @@ def predict(cfg: DictConfig) -> list[dict]:
         reports.append(predict_case(module, path, out_dir, cfg, ckpt_hash))
         log.info("%s: %s", path, reports[-1]["note"])
     return reports
-

@@ -49,8 +49,7 @@ def test_chest_only_ct_names_nothing():
     # The real CT's slices above L1 (T12 and T11 with ribs): no lumbar spine, no sacrum in view.
     image = sitk.ReadImage(str(REAL / "lumbar_ct_3mm.nii.gz"))
     label = sitk.ReadImage(str(REAL / "lumbar_ct_3mm_vertebrae.nii.gz"))
-    l1_top = max(z for z in range(label.GetSize()[2])
-                 if (sitk.GetArrayViewFromImage(label)[z] == 31).any())
+    l1_top = max(z for z in range(label.GetSize()[2]) if (sitk.GetArrayViewFromImage(label)[z] == 31).any())
     chest = image[:, :, l1_top + 1 :]
     loc = localize(chest)
     assert loc.centres == {}

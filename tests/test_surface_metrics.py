@@ -55,8 +55,12 @@ def test_score_levels_matches_hand_computed_iou_and_dice():
     pred[2:8, 4:10, 4:7] = 21  # half of it: 108 voxels, all inside
     truth[10:16, 4:10, 4:10] = 22  # L3: 216 voxels
     pred[12:18, 4:10, 4:10] = 22  # shifted by 2 slices: 144 shared, 288 in the union
-    rows = {r["level"]: r for r in score_levels(_label_map(pred, (0.8, 0.8, 2.0)), _label_map(truth, (0.8, 0.8, 2.0)),
-                                                ["L2", "L3", "L4"])}
+    rows = {
+        r["level"]: r
+        for r in score_levels(
+            _label_map(pred, (0.8, 0.8, 2.0)), _label_map(truth, (0.8, 0.8, 2.0)), ["L2", "L3", "L4"]
+        )
+    }
     assert set(rows) == {"L2", "L3"}  # L4 is absent from the truth: not scored
     assert math.isclose(rows["L2"]["iou"], 108 / 216) and math.isclose(rows["L2"]["dice"], 2 * 108 / 324)
     assert math.isclose(rows["L3"]["iou"], 144 / 288) and math.isclose(rows["L3"]["dice"], 2 * 144 / 432)
