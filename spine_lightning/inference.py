@@ -5,7 +5,7 @@ and its foreground probability resampled by SimpleITK from the crop frame onto t
 input grid the crop covers, so geometry is exact for any origin, spacing or direction. Voxels that
 two neighbouring crops both claim go to the level with the higher probability, and each level
 keeps only its largest connected component. Memory grows with
-the input grid only through one uint8 label map and one float16 probability map.
+the input grid only through two uint8 maps: labels, and the winning probability (in 1/255).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .data.crops import crop_frame, resample_to_frame
 from .data.intensity import window
 from .data.labels import level_value
 
+PROBABILITY_SCALE = 255  # probabilities are kept as uint8 on the (possibly huge) input grid
 DEFAULT_PREPROCESSING = dict(spacing=1.0, crop_size=[96, 112, 64], window_hu=[-1000.0, 2000.0])
 
 
@@ -29,7 +30,7 @@ class Prediction:
     """Label map (VerSe numbering, on the input grid) and the probability that won each voxel."""
 
     label: sitk.Image
-    probability: np.ndarray  # [z, y, x] float16, 0 where no level claimed the voxel
+    probability: np.ndarray  # [z, y, x] uint8, probability * PROBABILITY_SCALE; 0 where unclaimed
     centres: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
 
@@ -86,7 +87,7 @@ def predict_levels(module, image: sitk.Image, centres: dict[str, tuple[float, fl
     prep = preprocessing_of(module)
     size_zyx = image.GetSize()[::-1]
     labels = np.zeros(size_zyx, np.uint8)
-    best = np.zeros(size_zyx, np.float16)
+    best = np.zeros(size_zyx, np.uint8)
     boxes = {}
     for level, centre in centres.items():
         frame = crop_frame(centre, prep["crop_size"], prep["spacing"])
@@ -107,9 +108,10 @@ def predict_levels(module, image: sitk.Image, centres: dict[str, tuple[float, fl
         )
         box = tuple(slice(s, s + n) for s, n in zip(start[::-1], size[::-1], strict=True))
         # A voxel joins this level if the network says so and no earlier level holds it more surely.
-        wins = (prob > 0.5) & (prob > best[box])
+        quantised = np.round(prob * PROBABILITY_SCALE).astype(np.uint8)
+        wins = (prob > 0.5) & (quantised > best[box])
         labels[box][wins] = level_value(level)
-        best[box][wins] = prob[wins]
+        best[box][wins] = quantised[wins]
         boxes[level] = box
     for level, box in boxes.items():
         keep_largest_component(labels[box], best[box], level_value(level))

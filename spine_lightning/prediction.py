@@ -18,7 +18,7 @@ from .checkpoints import load_segmentation_module
 from .data.labels import LUMBAR_LEVELS, level_value
 from .errors import ConfigError, SpineError
 from .export import mask_mesh, signed_distance_at, write_deviation_png, write_mesh
-from .inference import Prediction, predict_levels, preprocessing_of
+from .inference import PROBABILITY_SCALE, Prediction, predict_levels, preprocessing_of
 from .io import atomic_path, write_json
 from .localization import localize
 
@@ -96,29 +96,35 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def level_summary(pred: Prediction, level: str) -> dict | None:
-    """Volume, centroid, bounding box and mean probability of one level on the input grid."""
-    mask = sitk.GetArrayViewFromImage(pred.label) == level_value(level)
-    if not mask.any():
-        return None
+def level_summaries(pred: Prediction, levels) -> dict[str, tuple[dict, sitk.Image]]:
+    """Per level present: volume, centroid, bounding box and mean probability on the input grid,
+    and the level's mask cut to its bounding box (same physical geometry, a fraction of the grid)."""
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(pred.label)
-    value, image = level_value(level), pred.label
-    x0, y0, z0, nx, ny, nz = stats.GetBoundingBox(value)
-    corners = [
-        image.TransformIndexToPhysicalPoint((x, y, z))
-        for x in (x0, x0 + nx - 1)
-        for y in (y0, y0 + ny - 1)
-        for z in (z0, z0 + nz - 1)
-    ]
-    return dict(
-        volume_mm3=float(stats.GetPhysicalSize(value)),
-        centroid_mm=list(stats.GetCentroid(value)),
-        bbox_mm=dict(min=np.min(corners, axis=0).tolist(), max=np.max(corners, axis=0).tolist()),
-        bbox_index=dict(start=[x0, y0, z0], size=[nx, ny, nz]),
-        mean_probability=float(pred.probability[mask].astype(np.float32).mean()),
-        crop_centre_mm=list(pred.centres[level]),
-    )
+    present, out = set(stats.GetLabels()), {}
+    for level in levels:
+        value = level_value(level)
+        if value not in present:
+            continue
+        x0, y0, z0, nx, ny, nz = stats.GetBoundingBox(value)
+        corners = [
+            pred.label.TransformIndexToPhysicalPoint((x, y, z))
+            for x in (x0, x0 + nx - 1)
+            for y in (y0, y0 + ny - 1)
+            for z in (z0, z0 + nz - 1)
+        ]
+        box = (slice(z0, z0 + nz), slice(y0, y0 + ny), slice(x0, x0 + nx))
+        mask = sitk.GetArrayViewFromImage(pred.label)[box] == value
+        summary = dict(
+            volume_mm3=float(stats.GetPhysicalSize(value)),
+            centroid_mm=list(stats.GetCentroid(value)),
+            bbox_mm=dict(min=np.min(corners, axis=0).tolist(), max=np.max(corners, axis=0).tolist()),
+            bbox_index=dict(start=[x0, y0, z0], size=[nx, ny, nz]),
+            mean_probability=float(pred.probability[box][mask].mean()) / PROBABILITY_SCALE,
+            crop_centre_mm=list(pred.centres[level]),
+        )
+        out[level] = (summary, sitk.RegionOfInterest(pred.label, [nx, ny, nz], [x0, y0, z0]) == value)
+    return out
 
 
 def _read_reference(path: Path, image: sitk.Image) -> sitk.Image:
@@ -155,11 +161,8 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
     with atomic_path(out_dir / f"{case}_seg.nii.gz") as tmp:
         sitk.WriteImage(pred.label, str(tmp), useCompression=True)
     per_level = {}
-    for level in levels:
-        summary = level_summary(pred, level)
-        if summary is None:
-            continue
-        mesh = mask_mesh(pred.label == level_value(level), int(cfg.mesh.smoothing_iterations))
+    for level, (summary, mask) in level_summaries(pred, levels).items():
+        mesh = mask_mesh(mask, int(cfg.mesh.smoothing_iterations))
         write_mesh(out_dir / f"{case}_{level}.stl", mesh)
         summary["mesh"] = dict(
             file=f"{case}_{level}.stl",
