@@ -96,16 +96,15 @@ def predict_levels(module, image: sitk.Image, centres: dict[str, tuple[float, fl
             continue
         start, size = region
         prob_img = foreground_probability(module, image, frame, prep["window_hu"])
-        prob = sitk.GetArrayFromImage(
-            sitk.Resample(
-                prob_img,
-                _region_reference(image, start, size),
-                sitk.Transform(),
-                sitk.sitkLinear,
-                0.0,
-                sitk.sitkFloat32,
-            )
+        on_grid = sitk.Resample(
+            prob_img,
+            _region_reference(image, start, size),
+            sitk.Transform(),
+            sitk.sitkLinear,
+            0.0,
+            sitk.sitkFloat32,
         )
+        prob = sitk.GetArrayViewFromImage(on_grid)  # a view: no second copy of a large region
         box = tuple(slice(s, s + n) for s, n in zip(start[::-1], size[::-1], strict=True))
         # A voxel joins this level if the network says so and no earlier level holds it more surely.
         quantised = np.round(prob * PROBABILITY_SCALE).astype(np.uint8)
