@@ -20,6 +20,7 @@ from scipy import ndimage
 from .data.crops import crop_frame, resample_to_frame
 from .data.intensity import window
 from .data.labels import level_value
+from .scan import Scan, as_scan
 
 PROBABILITY_SCALE = 255  # probabilities are kept as uint8 on the (possibly huge) input grid
 DEFAULT_PREPROCESSING = dict(spacing=1.0, crop_size=[96, 112, 64], window_hu=[-1000.0, 2000.0])
@@ -39,25 +40,16 @@ def preprocessing_of(module) -> dict:
     return {**DEFAULT_PREPROCESSING, **(module.hparams.get("preprocessing") or {})}
 
 
-def covered_region(image: sitk.Image, frame: dict) -> tuple[list[int], list[int]] | None:
+def covered_region(scan: Scan, frame: dict) -> tuple[list[int], list[int]] | None:
     """Index start and size of the input-grid box that holds the crop frame (None if outside)."""
     size, spacing = np.array(frame["size"]), frame["spacing"][0]
     corners = np.array(np.meshgrid(*[[0, n - 1] for n in size], indexing="ij")).reshape(3, -1).T
-    phys = np.asarray(frame["origin"]) + corners * spacing  # the crop frame has identity direction
-    idx = np.array([image.TransformPhysicalPointToContinuousIndex(p.tolist()) for p in phys])
+    idx = scan.physical_to_index(np.asarray(frame["origin"]) + corners * spacing)  # frame: identity direction
     lo = np.maximum(np.floor(idx.min(axis=0)).astype(int) - 1, 0)
-    hi = np.minimum(np.ceil(idx.max(axis=0)).astype(int) + 1, np.array(image.GetSize()) - 1)
+    hi = np.minimum(np.ceil(idx.max(axis=0)).astype(int) + 1, np.array(scan.size) - 1)
     if np.any(hi < lo):
         return None
     return lo.tolist(), (hi - lo + 1).tolist()
-
-
-def _region_reference(image: sitk.Image, start, size) -> sitk.Image:
-    ref = sitk.Image([int(n) for n in size], sitk.sitkUInt8)
-    ref.SetSpacing(image.GetSpacing())
-    ref.SetDirection(image.GetDirection())
-    ref.SetOrigin(image.TransformIndexToPhysicalPoint([int(i) for i in start]))
-    return ref
 
 
 def keep_largest_component(labels: np.ndarray, best: np.ndarray, value: int) -> None:
@@ -82,23 +74,29 @@ def foreground_probability(module, image: sitk.Image, frame: dict, window_hu) ->
     return out
 
 
-def predict_levels(module, image: sitk.Image, centres: dict[str, tuple[float, float, float]]) -> Prediction:
-    """Segment every level in `centres` (level name → physical centroid, mm) onto `image`'s grid."""
+def predict_levels(
+    module, image: sitk.Image | Scan, centres: dict[str, tuple[float, float, float]]
+) -> Prediction:
+    """Segment every level in `centres` (level name → physical centroid, mm) onto `image`'s grid.
+
+    Only the part of the scan under each crop is read (see `scan.Scan`).
+    """
+    scan = as_scan(image)
     prep = preprocessing_of(module)
-    size_zyx = image.GetSize()[::-1]
+    size_zyx = scan.size[::-1]
     labels = np.zeros(size_zyx, np.uint8)
     best = np.zeros(size_zyx, np.uint8)
     boxes = {}
     for level, centre in centres.items():
         frame = crop_frame(centre, prep["crop_size"], prep["spacing"])
-        region = covered_region(image, frame)
+        region = covered_region(scan, frame)
         if region is None:
             continue
         start, size = region
-        prob_img = foreground_probability(module, image, frame, prep["window_hu"])
+        prob_img = foreground_probability(module, scan.region(start, size), frame, prep["window_hu"])
         on_grid = sitk.Resample(
             prob_img,
-            _region_reference(image, start, size),
+            scan.grid(start, size),
             sitk.Transform(),
             sitk.sitkLinear,
             0.0,
@@ -115,5 +113,7 @@ def predict_levels(module, image: sitk.Image, centres: dict[str, tuple[float, fl
     for level, box in boxes.items():
         keep_largest_component(labels[box], best[box], level_value(level))
     out = sitk.GetImageFromArray(labels)
-    out.CopyInformation(image)
+    out.SetSpacing(scan.spacing)
+    out.SetOrigin(scan.origin)
+    out.SetDirection(scan.direction)
     return Prediction(out, best, dict(centres))

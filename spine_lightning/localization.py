@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from scipy import ndimage, signal
 
 from .data.crops import AIR_HU
+from .scan import Scan, as_scan
 
 GRID_MM = 2.0
 BONE_HU = 150.0
@@ -62,30 +63,40 @@ class Localisation:
         )
 
 
-def canonical_grid(image: sitk.Image, spacing: float = GRID_MM) -> sitk.Image:
-    """The CT on an identity-direction grid covering its physical extent (array [z, y, x])."""
-    size = np.array(image.GetSize())
-    corners = np.array(
-        [
-            image.TransformIndexToPhysicalPoint([int(i), int(j), int(k)])
-            for i in (0, size[0] - 1)
-            for j in (0, size[1] - 1)
-            for k in (0, size[2] - 1)
-        ]
-    )
+def canonical_grid(image: sitk.Image | Scan, spacing: float = GRID_MM) -> sitk.Image:
+    """The CT on an identity-direction grid covering its physical extent (array [z, y, x]).
+
+    Built slab by slab: each slab of the scan fills the grid points that fall inside it, so only
+    one slab of the full-resolution scan is in memory at a time.
+    """
+    scan = as_scan(image)
+    corners = scan.corners()
     lo, hi = corners.min(axis=0), corners.max(axis=0)
-    n = np.ceil((hi - lo) / spacing).astype(int) + 1
-    return sitk.Resample(
-        image,
-        n.tolist(),
-        sitk.Transform(),
-        sitk.sitkLinear,
-        lo.tolist(),
-        [spacing] * 3,
-        [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
-        AIR_HU,
-        sitk.sitkFloat32,
-    )
+    n = (np.ceil((hi - lo) / spacing).astype(int) + 1).tolist()
+    grid, filled = None, None
+    for slab in scan.slabs():
+        part = sitk.Resample(
+            slab,
+            n,
+            sitk.Transform(),
+            sitk.sitkLinear,
+            lo.tolist(),
+            [spacing] * 3,
+            [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
+            np.nan,
+            sitk.sitkFloat32,
+        )
+        values = sitk.GetArrayFromImage(part)
+        if grid is None:
+            grid, filled = values, ~np.isnan(values)
+        else:
+            new = ~filled & ~np.isnan(values)
+            grid[new], filled = values[new], filled | new
+    grid[~filled] = AIR_HU
+    out = sitk.GetImageFromArray(grid)
+    out.SetOrigin(lo.tolist())
+    out.SetSpacing([spacing] * 3)
+    return out
 
 
 def bone_mask(hu: np.ndarray) -> np.ndarray:
@@ -232,7 +243,7 @@ def sacrum_index(widths: list[float]) -> int | None:
     return None
 
 
-def localize(image: sitk.Image) -> Localisation:
+def localize(image: sitk.Image | Scan) -> Localisation:
     """Lumbar vertebra centroids (mm) of a whole CT, named from the sacrum upwards."""
     grid = canonical_grid(image)
     hu = sitk.GetArrayFromImage(grid)

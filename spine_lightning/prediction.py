@@ -21,6 +21,7 @@ from .export import mask_mesh, signed_distance_at, write_deviation_png, write_me
 from .inference import PROBABILITY_SCALE, Prediction, predict_levels, preprocessing_of
 from .io import atomic_path, write_json
 from .localization import localize
+from .scan import STREAMED_SUFFIXES, Scan
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
@@ -45,6 +46,22 @@ def _read_input(path: Path) -> sitk.Image:
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise SpineError(f"{path}: not a 3-D single-channel CT (dimension {image.GetDimension()})")
     return image
+
+
+def _open_input(path: Path) -> Scan:
+    """The CT as a Scan: uncompressed single files are streamed region by region (a large scan is
+    never held whole); compressed files and DICOM series are read whole by `_read_input`."""
+    if path.is_file() and path.name.lower().endswith(STREAMED_SUFFIXES):
+        try:
+            scan = Scan.streamed(path)
+        except RuntimeError:
+            raise SpineError(
+                f"{path}: not a readable image (NIfTI, MHA, NRRD or a DICOM series folder)"
+            ) from None
+        if scan.dimension != 3 or scan.components != 1:
+            raise SpineError(f"{path}: not a 3-D single-channel CT (dimension {scan.dimension})")
+        return scan
+    return Scan.in_memory(_read_input(path))
 
 
 def _case_name(path: Path) -> str:
@@ -127,7 +144,7 @@ def level_summaries(pred: Prediction, levels) -> dict[str, tuple[dict, sitk.Imag
     return out
 
 
-def _read_reference(path: Path, image: sitk.Image) -> sitk.Image:
+def _read_reference(path: Path) -> sitk.Image:
     reference = _read_input(path)
     values = set(np.unique(sitk.GetArrayViewFromImage(reference)).tolist()) - {0}
     if not values & {level_value(lv) for lv in LUMBAR_LEVELS}:
@@ -138,22 +155,23 @@ def _read_reference(path: Path, image: sitk.Image) -> sitk.Image:
 def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: str) -> dict:
     """All outputs of one CT; inputs are read and checked before anything is written."""
     timings, t0 = {}, time.perf_counter()
-    image = _read_input(path)
+    scan = _open_input(path)
     timings["read_s"] = time.perf_counter() - t0
-    reference = _read_reference(Path(cfg.reference), image) if cfg.get("reference") else None
+    reference = _read_reference(Path(cfg.reference)) if cfg.get("reference") else None
     levels = list(cfg.levels or module.hparams.levels)
 
     t = time.perf_counter()
     if cfg.get("centroids"):
-        centres, localisation = read_centroids(cfg.centroids, image), dict(source=str(cfg.centroids))
+        # The centroid file's voxel axes need the scan's geometry only: an empty uint8 grid.
+        centres, localisation = read_centroids(cfg.centroids, scan.grid()), dict(source=str(cfg.centroids))
     else:
-        found = localize(image)
+        found = localize(scan)
         centres, localisation = found.centres, dict(source="automatic", **found.report())
     timings["localise_s"] = time.perf_counter() - t
     centres = {lv: c for lv, c in centres.items() if lv in levels}
 
     t = time.perf_counter()
-    pred = predict_levels(module, image, centres)
+    pred = predict_levels(module, scan, centres)
     timings["predict_s"] = time.perf_counter() - t
 
     case = _case_name(path)
@@ -210,10 +228,11 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
             label_values={lv: level_value(lv) for lv in levels},
         ),
         grid=dict(
-            size=list(image.GetSize()),
-            spacing=list(image.GetSpacing()),
-            origin=list(image.GetOrigin()),
-            direction=list(image.GetDirection()),
+            size=list(scan.size),
+            spacing=list(scan.spacing),
+            origin=list(scan.origin),
+            direction=list(scan.direction),
+            streamed=path.name.lower().endswith(STREAMED_SUFFIXES),
         ),
         timings=timings,
         peak_rss_mb=peak_rss_mb(),

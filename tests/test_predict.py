@@ -229,3 +229,17 @@ def test_oblique_scan_gives_the_same_masks_in_physical_space(tiny_checkpoint, re
         assert b.sum() > 0
         iou = (a & b).sum() / (a | b).sum()
         assert iou > 0.6, value
+
+
+def test_streamed_and_in_memory_inputs_give_the_same_label_map(tiny_checkpoint, real_case, tmp_path):
+    sitk.WriteImage(real_case["image"], str(tmp_path / "ct.nii"))  # uncompressed: read region by region
+    ctd = str(real_case["folder"] / "ctd.json")
+    common = dict(ckpt_path=str(tiny_checkpoint), centroids=ctd, levels=["L3", "L4"])
+    streamed = predict(_cfg(input=str(tmp_path / "ct.nii"), output_dir=str(tmp_path / "a"), **common))[0]
+    whole = predict(_cfg(input=str(REAL / "lumbar_ct_3mm.nii.gz"), output_dir=str(tmp_path / "b"), **common))[
+        0
+    ]
+    assert streamed["grid"]["streamed"] and not whole["grid"]["streamed"]
+    a = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "a" / "ct_seg.nii.gz")))
+    b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "b" / "lumbar_ct_3mm_seg.nii.gz")))
+    assert a.any() and np.array_equal(a, b)
