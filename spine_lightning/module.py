@@ -7,11 +7,12 @@ import math
 
 import hydra
 import lightning as L
+import numpy as np
 import torch
 
 from .errors import SpineError
 from .losses import adversarial_perturbation, segmentation_loss, weighted_cross_entropy
-from .metrics import PerLevelMetrics
+from .metrics import PerLevelMetrics, surface_distances
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,8 @@ class SpineSegmentationModule(L.LightningModule):
     """Single-vertebra segmentation with optional adversarial training.
 
     Hyper-parameters are plain types (net config, optimiser settings, levels), so a checkpoint
-    rebuilds its own network and loads with `weights_only=True`.
+    rebuilds its own network and loads with `weights_only=True`. `preprocessing` (spacing,
+    crop_size, window_hu) travels in the checkpoint so that predict crops exactly as training did.
     Optimisation is manual: the input gradient for the adversarial perturbation comes from the same
     backward pass that gives the gradients of L_st, so an adversarial step costs two forward and
     two backward passes.
@@ -28,7 +30,8 @@ class SpineSegmentationModule(L.LightningModule):
 
     def __init__(self, net: dict, levels, lr: float = 1e-3, weight_decay: float = 0.0,
                  epsilon: float = 0.0, perturbation: str = "sign", lam: float = 1.0,
-                 scheduler: str | None = "cosine", nonfinite: str = "stop"):
+                 scheduler: str | None = "cosine", nonfinite: str = "stop",
+                 preprocessing: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -37,6 +40,7 @@ class SpineSegmentationModule(L.LightningModule):
         self.test_metrics = PerLevelMetrics(levels)
         self.test_cases: list[dict] = []
         self.skipped_batches = 0  # batches skipped for a non-finite loss (nonfinite="skip")
+        self.test_surface: dict[str, list[tuple[float, float]]] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -117,13 +121,35 @@ class SpineSegmentationModule(L.LightningModule):
             inter, union, total = (p & t).sum().item(), (p | t).sum().item(), p.sum().item() + t.sum().item()
             self.test_cases.append(dict(subject=batch["subject"][i], level=batch["level"][i],
                                         iou=inter / union if union else 1.0, dice=2 * inter / total if total else 1.0))
+            self._add_surface_distances(preds[i], batch["target"][i], batch["level"][i])
+
+    def _add_surface_distances(self, pred: torch.Tensor, target: torch.Tensor, level: str) -> None:
+        """ASSD and HD95 (mm) of one test crop, on the crop's isotropic grid."""
+        spacing = float((self.hparams.get("preprocessing") or {}).get("spacing", 1.0))
+        d = surface_distances(pred.cpu().numpy() > 0, target.cpu().numpy() > 0, (spacing,) * 3)
+        self.test_surface.setdefault(level, []).append((d["assd"], d["hd95"]))
 
     def on_test_epoch_start(self):
         self.test_cases = []
+        self.test_surface = {}
 
     def on_test_epoch_end(self):
         self.log_dict(self.test_metrics.compute("test"))
         self.test_metrics.reset()
+        # Mean over the crops of each level whose prediction is not empty (empty: no surface).
+        means = {}
+        for level, values in self.test_surface.items():
+            arr = np.array(values, dtype=float)
+            for j, name in enumerate(("assd", "hd95")):
+                finite = arr[np.isfinite(arr[:, j]), j]
+                if len(finite):
+                    means[f"test/{name}_{level}"] = float(finite.mean())
+        for name in ("assd", "hd95"):
+            per_level = [v for k, v in means.items() if k.startswith(f"test/{name}_")]
+            if per_level:
+                means[f"test/{name}_mean"] = float(np.mean(per_level))
+        if means:
+            self.log_dict(means, sync_dist=True)
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

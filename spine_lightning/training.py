@@ -56,7 +56,14 @@ def build_module(cfg: DictConfig) -> SpineSegmentationModule:
         perturbation=adv.perturbation,
         lam=float(adv.lam),
         nonfinite=cfg.get("nonfinite_loss", "stop"),
+        preprocessing=preprocessing_of(cfg),
     )
+
+
+def preprocessing_of(cfg: DictConfig) -> dict:
+    """How crops were made (stored in the checkpoint; predict and eval crop the same way)."""
+    return dict(spacing=float(cfg.data.spacing), crop_size=[int(n) for n in cfg.data.crop_size],
+                window_hu=[float(w) for w in cfg.data.window_hu])
 
 
 def train(cfg: DictConfig) -> float | None:

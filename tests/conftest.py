@@ -42,3 +42,12 @@ TINY_TRAIN = [
     "trainer.max_epochs=1",
     "~callbacks.rich_progress_bar",
 ]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint (and run directory) of a `TINY_TRAIN` run of `train.py`, made once per session."""
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    result = run_cli(["train.py", *TINY_TRAIN, "logger=csv", f"hydra.run.dir={run_dir}"], cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir / "checkpoints" / "last.ckpt"

@@ -1,0 +1,93 @@
+"""A CT opened for reading in parts: geometry from the header, voxels region by region.
+
+Large uncompressed scans (.nii, .mha, .nrrd) are streamed by SimpleITK's ImageFileReader
+(`SetExtractIndex`/`SetExtractSize`), so predict holds only the crops and a coarse copy of the
+scan, never the full-resolution CT. A `sitk.Image` already in memory is wrapped the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+STREAMED_SUFFIXES = (".nii", ".mha", ".mhd", ".nrrd")  # uncompressed: a region read reads only that region
+
+
+class Scan:
+    """Geometry (size, spacing, origin, direction) and a reader of index-space regions."""
+
+    def __init__(self, size, spacing, origin, direction, read_region: Callable[[list, list], sitk.Image]):
+        self.size = tuple(int(n) for n in size)
+        self.spacing = tuple(float(s) for s in spacing)
+        self.origin = tuple(float(o) for o in origin)
+        self.direction = tuple(float(d) for d in direction)
+        self._read_region = read_region
+
+    @classmethod
+    def in_memory(cls, image: sitk.Image) -> Scan:
+        def read(start, size):
+            return image[tuple(slice(s, s + n) for s, n in zip(start, size, strict=True))]
+
+        return cls(image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection(), read)
+
+    @classmethod
+    def streamed(cls, path: str | Path) -> Scan:
+        """Header only; raises RuntimeError (from SimpleITK) when the file is not an image."""
+        header = sitk.ImageFileReader()
+        header.SetFileName(str(path))
+        header.ReadImageInformation()
+
+        def read(start, size):
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.SetExtractIndex([int(i) for i in start])
+            reader.SetExtractSize([int(n) for n in size])
+            return reader.Execute()
+
+        scan = cls(header.GetSize(), header.GetSpacing(), header.GetOrigin(), header.GetDirection(), read)
+        scan.dimension, scan.components = header.GetDimension(), header.GetNumberOfComponents()
+        return scan
+
+    def region(self, start, size) -> sitk.Image:
+        return self._read_region(list(start), list(size))
+
+    def grid(self, start=(0, 0, 0), size=None, pixel=sitk.sitkUInt8) -> sitk.Image:
+        """An empty image on (part of) this scan's grid; allocates only `size` voxels."""
+        ref = sitk.Image([int(n) for n in (size or self.size)], pixel)
+        ref.SetSpacing(self.spacing)
+        ref.SetDirection(self.direction)
+        ref.SetOrigin(self.index_to_physical(np.asarray([start], float))[0].tolist())
+        return ref
+
+    def index_to_physical(self, ijk: np.ndarray) -> np.ndarray:
+        """Physical points (mm) of continuous indices (N, 3) in x, y, z order."""
+        direction = np.asarray(self.direction).reshape(3, 3)
+        return np.asarray(self.origin) + (np.asarray(ijk) * np.asarray(self.spacing)) @ direction.T
+
+    def physical_to_index(self, points: np.ndarray) -> np.ndarray:
+        direction = np.asarray(self.direction).reshape(3, 3)
+        return ((np.asarray(points) - np.asarray(self.origin)) @ direction) / np.asarray(self.spacing)
+
+    def corners(self) -> np.ndarray:
+        n = np.asarray(self.size) - 1
+        ijk = np.array(np.meshgrid(*[[0, m] for m in n], indexing="ij")).reshape(3, -1).T
+        return self.index_to_physical(ijk)
+
+    def slabs(self, max_voxels: int = 32_000_000) -> Iterator[sitk.Image]:
+        """The scan in slabs along its third index axis, overlapping by one slice (so that linear
+        interpolation between slabs has both neighbours in one slab)."""
+        depth = max(2, max_voxels // max(1, self.size[0] * self.size[1]))
+        k = 0
+        while True:
+            n = min(depth, self.size[2] - k)
+            yield self.region((0, 0, k), (self.size[0], self.size[1], n))
+            if k + n >= self.size[2]:
+                return
+            k += n - 1
+
+
+def as_scan(image: sitk.Image | Scan) -> Scan:
+    return image if isinstance(image, Scan) else Scan.in_memory(image)

@@ -1,0 +1,60 @@
+"""eval.py end to end, and the surface metrics that training's test stage adds to metrics.json."""
+
+import csv
+import json
+import math
+
+from conftest import ROOT, run_cli
+
+LEVELS = ("L2", "L3", "L4", "L5")
+
+
+def test_eval_writes_metrics_and_per_case_csv(tiny_checkpoint, tmp_path):
+    out = tmp_path / "eval"
+    result = run_cli(
+        [
+            "eval.py",
+            f"ckpt_path={tiny_checkpoint}",
+            "data.subjects.num_train=0",
+            "data.subjects.num_val=0",
+            "data.subjects.num_test=1",
+            "data.subjects.spacing=[1.6,1.6,3.0]",
+            f"output_dir={out}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader((out / "cases.csv").open()))
+    assert [r["level"] for r in rows] == list(LEVELS)
+    for r in rows:
+        iou, dice = float(r["iou"]), float(r["dice"])
+        assert 0.0 <= iou <= 1.0 and math.isclose(dice, 2 * iou / (1 + iou), rel_tol=1e-9)
+        if int(r["predicted_voxels"]):
+            assert 0.0 <= float(r["assd_mm"]) <= float(r["hd_mm"]) and float(r["hd95_mm"]) <= float(
+                r["hd_mm"]
+            )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["eval/cases"] == 1.0
+    assert math.isclose(metrics["eval/iou_mean"], sum(float(r["iou"]) for r in rows) / len(rows))
+
+
+def test_eval_rejects_unknown_centroid_source(tiny_checkpoint, tmp_path):
+    result = run_cli(
+        ["eval.py", f"ckpt_path={tiny_checkpoint}", "centroids=guess", f"hydra.run.dir={tmp_path}"], cwd=ROOT
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "error: centroids='guess' is not allowed: one of labels, automatic"
+    ]
+
+
+def test_training_test_stage_logs_surface_distances(tiny_checkpoint):
+    metrics = json.loads((tiny_checkpoint.parent.parent / "metrics.json").read_text())
+    # The tiny one-epoch model may miss a level entirely (no surface): then it is left out.
+    assert any(f"test/assd_{lv}" in metrics for lv in LEVELS)
+    for key in [k for k in metrics if k.startswith(("test/assd_", "test/hd95_"))]:
+        assert math.isfinite(metrics[key]) and metrics[key] >= 0.0, key
+    if "test/assd_mean" in metrics:
+        per_level = [metrics[f"test/assd_{lv}"] for lv in LEVELS if f"test/assd_{lv}" in metrics]
+        assert math.isclose(metrics["test/assd_mean"], sum(per_level) / len(per_level), rel_tol=1e-6)

@@ -1,0 +1,245 @@
+"""predict.py end to end on the real lumbar CT, and its one-line errors on bad input."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+import trimesh
+from conftest import ROOT, run_cli
+from omegaconf import OmegaConf
+
+from spine_lightning.centroids import write_centroids
+from spine_lightning.data.crops import label_centroids
+from spine_lightning.errors import SpineError
+from spine_lightning.prediction import predict
+
+REAL = Path(__file__).resolve().parent / "data" / "real_ct"
+TOTALSEG_TO_VERSE = {31: 20, 30: 21, 29: 22, 28: 23, 27: 24, 26: 26}
+NAMES = {20: "L1", 21: "L2", 22: "L3", 23: "L4", 24: "L5", 26: "S1"}
+
+
+@pytest.fixture(scope="module")
+def real_case(tmp_path_factory):
+    """The real CT, a VerSe centroid JSON and a VerSe-numbered reference made from its label map."""
+    folder = tmp_path_factory.mktemp("real_case")
+    image = sitk.ReadImage(str(REAL / "lumbar_ct_3mm.nii.gz"))
+    label = sitk.ReadImage(str(REAL / "lumbar_ct_3mm_vertebrae.nii.gz"))
+    verse = sitk.ChangeLabel(label, changeMap={**{k: 0 for k in (32, 33)}, **TOTALSEG_TO_VERSE})
+    sitk.WriteImage(verse, str(folder / "reference.nii.gz"))
+    centres = {NAMES[v]: c for v, c in label_centroids(verse).items()}
+    write_centroids(folder / "ctd.json", centres, image)
+    return dict(folder=folder, image=image, centres=centres)
+
+
+def _cfg(**overrides):
+    base = dict(
+        ckpt_path=None,
+        input=None,
+        output_dir=None,
+        centroids=None,
+        localizer_ckpt=None,
+        reference=None,
+        deviation_limit_mm=None,
+        levels=None,
+        mesh=dict(smoothing_iterations=10),
+    )
+    return OmegaConf.create({**base, **overrides})
+
+
+def test_predict_real_ct_with_centroids_and_reference(tiny_checkpoint, real_case, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(
+        [
+            "predict.py",
+            f"ckpt_path={tiny_checkpoint}",
+            f"input={REAL / 'lumbar_ct_3mm.nii.gz'}",
+            f"output_dir={out}",
+            f"centroids={real_case['folder'] / 'ctd.json'}",
+            f"reference={real_case['folder'] / 'reference.nii.gz'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = real_case["image"]
+    seg = sitk.ReadImage(str(out / "lumbar_ct_3mm_seg.nii.gz"))
+    assert seg.GetSize() == image.GetSize()
+    assert seg.GetOrigin() == image.GetOrigin()
+    assert seg.GetSpacing() == image.GetSpacing()
+    assert seg.GetDirection() == image.GetDirection()
+    assert set(np.unique(sitk.GetArrayViewFromImage(seg))) <= {0, 21, 22, 23, 24}
+
+    report = json.loads((out / "lumbar_ct_3mm_report.json").read_text())
+    assert report["checkpoint"]["sha256"] and report["peak_rss_mb"] > 0 and report["timings"]["total_s"] > 0
+    size = np.array(image.GetSize())
+    corners = np.array(
+        [
+            image.TransformIndexToPhysicalPoint([int(i), int(j), int(k)])
+            for i in (0, size[0] - 1)
+            for j in (0, size[1] - 1)
+            for k in (0, size[2] - 1)
+        ]
+    )
+    lo, hi = corners.min(axis=0) - 1e-3, corners.max(axis=0) + 1e-3
+    for level, entry in report["levels"].items():
+        # The crop centre is the label centroid read back through the JSON (direction diag(-1,-1,1)).
+        assert np.linalg.norm(np.subtract(entry["crop_centre_mm"], real_case["centres"][level])) < 2.0
+        mesh = trimesh.load(out / entry["mesh"]["file"])
+        assert mesh.is_watertight and entry["mesh"]["watertight"]
+        assert np.all(mesh.vertices >= lo) and np.all(mesh.vertices <= hi), level
+        assert np.all(np.asarray(entry["bbox_mm"]["min"]) >= lo) and np.all(
+            np.asarray(entry["bbox_mm"]["max"]) <= hi
+        )
+        # Centroid and volume agree with the label map that was written.
+        mask = sitk.GetArrayViewFromImage(seg) == {"L2": 21, "L3": 22, "L4": 23, "L5": 24}[level]
+        assert entry["volume_mm3"] == pytest.approx(mask.sum() * 27.0)
+        assert 0.5 < entry["mean_probability"] <= 1.0
+        ply = out / entry["deviation_mm"]["file"]
+        assert b"property float signed_distance" in ply.read_bytes()[:400]
+        assert (out / f"lumbar_ct_3mm_{level}_deviation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_centroids_json_round_trip_through_an_oblique_direction(real_case):
+    from spine_lightning.centroids import read_centroids
+
+    image = sitk.ReadImage(str(REAL / "lumbar_ct_3mm.nii.gz"))
+    angle = np.deg2rad(20)
+    image.SetDirection((np.cos(angle), -np.sin(angle), 0, np.sin(angle), np.cos(angle), 0, 0, 0, 1))
+    centres = {"L3": (1.0, -120.0, 300.0), "L4": (4.0, -130.0, 280.0)}
+    path = real_case["folder"] / "oblique_ctd.json"
+    write_centroids(path, centres, image, axis_code=("L", "A", "S"))
+    back = read_centroids(path, image)
+    for level, point in centres.items():
+        assert np.allclose(back[level], point, atol=1e-6)
+
+
+def test_folder_of_cts_uses_the_localiser(tiny_checkpoint, tmp_path):
+    folder = tmp_path / "cts"
+    folder.mkdir()
+    shutil.copy(REAL / "lumbar_ct_3mm.nii.gz", folder / "a.nii.gz")
+    image = sitk.ReadImage(str(REAL / "lumbar_ct_3mm.nii.gz"))
+    sitk.WriteImage(image[:, :, 104:], str(folder / "chest.nii.gz"))  # above L1: no lumbar spine
+    reports = predict(
+        _cfg(ckpt_path=str(tiny_checkpoint), input=str(folder), output_dir=str(tmp_path / "out"))
+    )
+    by_case = {r["case"]: r for r in reports}
+    assert set(by_case) == {"a", "chest"}
+    assert by_case["chest"]["empty"] and "no lumbar vertebra" in by_case["chest"]["note"]
+    chest_seg = sitk.ReadImage(str(tmp_path / "out" / "chest_seg.nii.gz"))
+    assert not sitk.GetArrayViewFromImage(chest_seg).any()
+    assert by_case["a"]["localisation"]["source"] == "automatic"
+    assert {"L2", "L3", "L4", "L5"} <= set(by_case["a"]["localisation"]["centres_mm"])
+
+
+def _bad_checkpoint(path: Path) -> Path:
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": {"net": {"_target_": "monai.networks.nets.UNet"}}}, path
+    )
+    return path
+
+
+@pytest.mark.parametrize("case", ["not_an_image", "other_architecture", "no_lumbar_centroids", "unwritable"])
+def test_bad_input_fails_cleanly_without_outputs(case, tiny_checkpoint, real_case, tmp_path):
+    out = tmp_path / "out"
+    cfg = dict(ckpt_path=str(tiny_checkpoint), input=str(REAL / "lumbar_ct_3mm.nii.gz"), output_dir=str(out))
+    if case == "not_an_image":
+        cfg["input"] = str(tmp_path / "notes.nii.gz")
+        Path(cfg["input"]).write_text("not an image")
+        expected, named = "not a readable image", "notes.nii.gz"
+    elif case == "other_architecture":
+        cfg["ckpt_path"] = str(_bad_checkpoint(tmp_path / "unet.ckpt"))
+        expected, named = "not a spine_lightning segmentation checkpoint", "unet.ckpt"
+    elif case == "no_lumbar_centroids":
+        cfg["centroids"] = str(tmp_path / "ctd.json")
+        Path(cfg["centroids"]).write_text(
+            json.dumps([{"direction": ["P", "I", "R"]}, {"label": 10, "X": 1, "Y": 2, "Z": 3}])
+        )
+        expected, named = "names no lumbar vertebra", "ctd.json"
+    else:
+        blocker = tmp_path / "a_file"
+        blocker.write_text("")
+        cfg["output_dir"] = str(blocker / "out")
+        out = blocker / "out"
+        expected, named = "not writable", "output_dir="
+    with pytest.raises(SpineError, match=expected) as err:
+        predict(_cfg(**cfg))
+    assert "\n" not in str(err.value) and named in str(err.value)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_bad_input_is_one_line_and_non_zero(tmp_path):
+    bad = tmp_path / "scan.nii.gz"
+    bad.write_text("not an image")
+    result = run_cli(
+        [
+            "predict.py",
+            f"ckpt_path={tmp_path / 'missing.ckpt'}",
+            f"input={bad}",
+            f"output_dir={tmp_path / 'out'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "missing.ckpt" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_oblique_scan_gives_the_same_masks_in_physical_space(tiny_checkpoint, real_case):
+    """The same anatomy on an oblique grid: masks agree once mapped back, so direction is honoured."""
+    from spine_lightning.checkpoints import load_segmentation_module
+    from spine_lightning.inference import predict_levels
+
+    module = load_segmentation_module(tiny_checkpoint)
+    image = real_case["image"]
+    angle = np.deg2rad(25)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    direction = (np.asarray(image.GetDirection()).reshape(3, 3) @ rot).ravel().tolist()
+    centre = np.asarray(image.TransformContinuousIndexToPhysicalPoint(np.array(image.GetSize()) / 2.0))
+    oblique_ref = sitk.Image(image.GetSize(), sitk.sitkInt16)
+    oblique_ref.SetSpacing(image.GetSpacing())
+    oblique_ref.SetDirection(direction)
+    half = np.asarray(direction).reshape(3, 3) @ (
+        np.array(image.GetSize()) / 2.0 * np.array(image.GetSpacing())
+    )
+    oblique_ref.SetOrigin((centre - half).tolist())
+    oblique = sitk.Resample(image, oblique_ref, sitk.Transform(), sitk.sitkLinear, -1024.0)
+    centres = {lv: real_case["centres"][lv] for lv in ("L3", "L4")}
+
+    straight = predict_levels(module, image, centres).label
+    tilted = predict_levels(module, oblique, centres).label
+    assert tilted.GetDirection() == oblique.GetDirection() and tilted.GetOrigin() == oblique.GetOrigin()
+    back = sitk.GetArrayFromImage(
+        sitk.Resample(tilted, straight, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    )
+    ref = sitk.GetArrayFromImage(straight)
+    for value in (22, 23):
+        a, b = back == value, ref == value
+        inside = sitk.GetArrayFromImage(
+            sitk.Resample(oblique_ref * 0 + 1, straight, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        ).astype(bool)  # compare only where the oblique grid covers the straight one
+        a, b = a & inside, b & inside
+        assert b.sum() > 0
+        iou = (a & b).sum() / (a | b).sum()
+        assert iou > 0.6, value
+
+
+def test_streamed_and_in_memory_inputs_give_the_same_label_map(tiny_checkpoint, real_case, tmp_path):
+    sitk.WriteImage(real_case["image"], str(tmp_path / "ct.nii"))  # uncompressed: read region by region
+    ctd = str(real_case["folder"] / "ctd.json")
+    common = dict(ckpt_path=str(tiny_checkpoint), centroids=ctd, levels=["L3", "L4"])
+    streamed = predict(_cfg(input=str(tmp_path / "ct.nii"), output_dir=str(tmp_path / "a"), **common))[0]
+    whole = predict(_cfg(input=str(REAL / "lumbar_ct_3mm.nii.gz"), output_dir=str(tmp_path / "b"), **common))[
+        0
+    ]
+    assert streamed["grid"]["streamed"] and not whole["grid"]["streamed"]
+    a = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "a" / "ct_seg.nii.gz")))
+    b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "b" / "lumbar_ct_3mm_seg.nii.gz")))
+    assert a.any() and np.array_equal(a, b)
