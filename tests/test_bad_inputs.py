@@ -78,7 +78,7 @@ CATALOGUE = [
     BadInput("duplicate_subject_ids", "train.py",
              ["~data.subjects", f"+data.subjects=[{_phantom('a', 1, 'train')},{_phantom('a', 2, 'val')}]"],
              "data.subjects", ("duplicate", "a")),
-    BadInput("nan_loss", "train.py", ["optimizer.lr=1e6"], "non-finite", ("global step", "phantom-000-")),
+    BadInput("nan_loss", "train.py", ["optimizer.lr=1e6", "trainer.max_epochs=3"], "non-finite", ("global step", "phantom-000-")),
 ]
 
 OUTPUTS_THAT_LOOK_COMPLETE = ("metrics.json", "*.ckpt")
