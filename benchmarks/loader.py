@@ -22,7 +22,7 @@ def loader_headroom(crop_xyz, spacing: float, subjects: int = 3, batch: int = 2,
     t = time.perf_counter()
     n = 0
     for _ in range(3):
-        for b in loader:
+        for _batch in loader:
             n += 1
     loader_rate = n / (time.perf_counter() - t)
 

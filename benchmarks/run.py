@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 from pathlib import Path
@@ -80,9 +79,13 @@ def main(argv=None) -> int:
     verdict = verdicts(results, quick)
     text = table(results, verdict)
     print(text)
-    meta = dict(date=datetime.date.today().isoformat(), machine=f"{platform.machine()}, {platform.processor() or ''} "
-                f"{torch.get_num_threads()} threads", torch=torch.__version__, quick=quick,
-                command="python benchmarks/run.py" + (" --quick" if args.quick else "") + (" --tiny" if args.tiny else ""))
+    meta = dict(
+        date=datetime.date.today().isoformat(),
+        machine=f"{platform.machine()}, {platform.processor() or ''} {torch.get_num_threads()} threads",
+        torch=torch.__version__,
+        quick=quick,
+        command="python benchmarks/run.py" + (" --quick" if args.quick else "") + (" --tiny" if args.tiny else ""),
+    )
     if args.out:
         from spine_lightning.io import write_json
 

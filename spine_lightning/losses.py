@@ -15,7 +15,9 @@ import torch.nn.functional as F
 PERTURBATIONS = ("sign", "l2")
 
 
-def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def weighted_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean over voxels of w·CE. logits (N,C,...), target (N,...) int, weights (N,...) or None."""
     ce = F.cross_entropy(logits, target, reduction="none")
     return (ce * weights).mean() if weights is not None else ce.mean()

@@ -18,9 +18,14 @@ class PerLevelMetrics(nn.Module):
     def __init__(self, levels):
         super().__init__()
         self.levels = list(levels)
-        self.iou = nn.ModuleDict({lv: MeanIoU(num_classes=2, include_background=False, input_format="index") for lv in self.levels})
+        self.iou = nn.ModuleDict(
+            {lv: MeanIoU(num_classes=2, include_background=False, input_format="index") for lv in self.levels}
+        )
         self.dice = nn.ModuleDict(
-            {lv: DiceScore(num_classes=2, include_background=False, input_format="index", average="micro") for lv in self.levels}
+            {
+                lv: DiceScore(num_classes=2, include_background=False, input_format="index", average="micro")
+                for lv in self.levels
+            }
         )
         self.register_buffer("counts", torch.zeros(len(self.levels)), persistent=False)
 
@@ -71,8 +76,9 @@ def _as_mask_image(mask, spacing, reference: sitk.Image | None = None) -> sitk.I
 
 def _surface_to_surface(a: sitk.Image, b: sitk.Image) -> np.ndarray:
     """Distances (mm) from every contour voxel of `a` to the contour of `b`."""
-    dist_b = sitk.Abs(sitk.SignedMaurerDistanceMap(b, insideIsPositive=False, squaredDistance=False,
-                                                   useImageSpacing=True))
+    dist_b = sitk.Abs(
+        sitk.SignedMaurerDistanceMap(b, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+    )
     contour_a = sitk.GetArrayViewFromImage(sitk.LabelContour(a, fullyConnected=False)) > 0
     # Maurer's map is 0 on b's own contour voxels only up to half a voxel: take the contour of b
     # explicitly as 0 so that identical masks give exactly 0.

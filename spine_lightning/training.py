@@ -62,8 +62,11 @@ def build_module(cfg: DictConfig) -> SpineSegmentationModule:
 
 def preprocessing_of(cfg: DictConfig) -> dict:
     """How crops were made (stored in the checkpoint; predict and eval crop the same way)."""
-    return dict(spacing=float(cfg.data.spacing), crop_size=[int(n) for n in cfg.data.crop_size],
-                window_hu=[float(w) for w in cfg.data.window_hu])
+    return dict(
+        spacing=float(cfg.data.spacing),
+        crop_size=[int(n) for n in cfg.data.crop_size],
+        window_hu=[float(w) for w in cfg.data.window_hu],
+    )
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -78,8 +81,12 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = hydra.utils.instantiate(cfg.data)
     check_subject_ids(datamodule.subjects)
     module = build_module(cfg)
-    apply_speed_options(module.net, channels_last=bool(cfg.get("channels_last", False)),
-                        compile=bool(cfg.get("compile", False)), accelerator=cfg.trainer.get("accelerator"))
+    apply_speed_options(
+        module.net,
+        channels_last=bool(cfg.get("channels_last", False)),
+        compile=bool(cfg.get("compile", False)),
+        accelerator=cfg.trainer.get("accelerator"),
+    )
     start_ranks_as_job_runs()  # DDP in a multirun: other ranks rerun this job, not the sweep
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_loggers(cfg.get("logger"), out_dir)
@@ -110,7 +117,9 @@ def train(cfg: DictConfig) -> float | None:
         log.info("run directory: %s", out_dir)
     for logger in loggers:
         logger.finalize("success")
-    if hasattr(L.pytorch.loggers, "WandbLogger") and any(isinstance(lg, L.pytorch.loggers.WandbLogger) for lg in loggers):
+    if hasattr(L.pytorch.loggers, "WandbLogger") and any(
+        isinstance(lg, L.pytorch.loggers.WandbLogger) for lg in loggers
+    ):
         import wandb
 
         wandb.finish()

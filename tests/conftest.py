@@ -25,7 +25,9 @@ def run_cli(args, cwd, timeout=600, env=None):
     import subprocess
 
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
 
 
 # Overrides that make `train.py` run in seconds: three small phantoms, 3 mm crops, a tiny network.

@@ -28,8 +28,16 @@ class BadInput:
     env: dict = field(default_factory=dict)
 
 
-TINY_NET = dict(_target_="spine_lightning.models.GCNResidualFCN", in_channels=1, num_classes=2, width=2,
-                levels=3, convs=1, kernel=3, gcn_kernel=7)  # the network TINY_TRAIN asks for
+TINY_NET = dict(
+    _target_="spine_lightning.models.GCNResidualFCN",
+    in_channels=1,
+    num_classes=2,
+    width=2,
+    levels=3,
+    convs=1,
+    kernel=3,
+    gcn_kernel=7,
+)  # the network TINY_TRAIN asks for
 
 
 def _corrupt_checkpoint(tmp: Path) -> list[str]:
@@ -57,8 +65,7 @@ CATALOGUE = [
     # train: config keys, checked before any work
     BadInput("unknown_experiment", "train.py", ["+experiment=papper"], "experiment=papper", ("allowed",)),
     BadInput("unknown_model", "train.py", ["model=huge"], "model=huge", ("cpu", "paper")),
-    BadInput("crop_not_divisible", "train.py", ["data.crop_size=[30,48,32]"], "data.crop_size",
-             ("multiple of 4",)),
+    BadInput("crop_not_divisible", "train.py", ["data.crop_size=[30,48,32]"], "data.crop_size", ("multiple of 4",)),
     BadInput("negative_epsilon", "train.py", ["loss.adversarial.epsilon=-0.1"], "loss.adversarial.epsilon"),
     BadInput("edge_weight_zero", "train.py", ["loss.edge_weight=0"], "loss.edge_weight", ("> 0",)),
     BadInput("unknown_level", "train.py", ["data.levels=[L2,L9]"], "data.levels", ("L9",)),
@@ -69,16 +76,36 @@ CATALOGUE = [
     BadInput("unknown_nonfinite_mode", "train.py", ["nonfinite_loss=ignore"], "nonfinite_loss", ("skip",)),
     BadInput("unwritable_output", "train.py", _output_under_a_file, "hydra.run.dir", ("not a folder",)),
     # train: files
-    BadInput("missing_checkpoint", "train.py", lambda t: [f"ckpt_path={t / 'gone.ckpt'}"],
-             lambda t: str(t / "gone.ckpt"), ("no such",)),
+    BadInput(
+        "missing_checkpoint",
+        "train.py",
+        lambda t: [f"ckpt_path={t / 'gone.ckpt'}"],
+        lambda t: str(t / "gone.ckpt"),
+        ("no such",),
+    ),
     BadInput("corrupt_checkpoint", "train.py", _corrupt_checkpoint, lambda t: str(t / "corrupt.ckpt")),
-    BadInput("other_architecture_checkpoint", "train.py", _other_architecture_checkpoint,
-             lambda t: str(t / "wide.ckpt"), ("width",)),
+    BadInput(
+        "other_architecture_checkpoint",
+        "train.py",
+        _other_architecture_checkpoint,
+        lambda t: str(t / "wide.ckpt"),
+        ("width",),
+    ),
     # train: data and training
-    BadInput("duplicate_subject_ids", "train.py",
-             ["~data.subjects", f"+data.subjects=[{_phantom('a', 1, 'train')},{_phantom('a', 2, 'val')}]"],
-             "data.subjects", ("duplicate", "a")),
-    BadInput("nan_loss", "train.py", ["optimizer.lr=1e6", "trainer.max_epochs=3"], "non-finite", ("global step", "phantom-000-")),
+    BadInput(
+        "duplicate_subject_ids",
+        "train.py",
+        ["~data.subjects", f"+data.subjects=[{_phantom('a', 1, 'train')},{_phantom('a', 2, 'val')}]"],
+        "data.subjects",
+        ("duplicate", "a"),
+    ),
+    BadInput(
+        "nan_loss",
+        "train.py",
+        ["optimizer.lr=1e6", "trainer.max_epochs=3"],
+        "non-finite",
+        ("global step", "phantom-000-"),
+    ),
 ]
 
 OUTPUTS_THAT_LOOK_COMPLETE = ("metrics.json", "*.ckpt")
@@ -107,7 +134,8 @@ def test_bad_input_fails_with_one_clear_line(case: BadInput, tmp_path: Path):
     assert "Traceback" not in result.stderr + result.stdout
     for pattern in OUTPUTS_THAT_LOOK_COMPLETE:
         assert not list(tmp_path.rglob(pattern)) or pattern == "*.ckpt" and case.id.endswith("checkpoint"), (
-            f"half-written output: {list(tmp_path.rglob(pattern))}")
+            f"half-written output: {list(tmp_path.rglob(pattern))}"
+        )
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith((".tmp", ".partial"))]
 
 

@@ -29,7 +29,10 @@ def test_architecture_mismatch_is_refused_naming_the_file(tmp_path):
 
 
 def test_foreign_or_broken_files_are_refused(tmp_path):
-    torch.save({"state_dict": {}, "hyper_parameters": {"net": {"_target_": "torchvision.models.resnet18"}}}, tmp_path / "other.ckpt")
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": {"net": {"_target_": "torchvision.models.resnet18"}}},
+        tmp_path / "other.ckpt",
+    )
     with pytest.raises(SpineError, match="other.ckpt: not a spine_lightning segmentation checkpoint"):
         load_segmentation_module(tmp_path / "other.ckpt")
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")

@@ -45,7 +45,9 @@ def test_perturbation_has_the_requested_size_and_raises_the_loss(kind):
         assert torch.allclose(r.flatten(1).norm(dim=1), torch.full((2,), eps), atol=1e-5)
     with torch.no_grad():
         perturbed = weighted_cross_entropy(net(batch["image"] + r), batch["target"], batch["weights"])
-        random_dir = weighted_cross_entropy(net(batch["image"] + r[torch.randperm(2)].roll(3, -1)), batch["target"], batch["weights"])
+        random_dir = weighted_cross_entropy(
+            net(batch["image"] + r[torch.randperm(2)].roll(3, -1)), batch["target"], batch["weights"]
+        )
     assert perturbed > loss.detach()
     assert perturbed > random_dir
 

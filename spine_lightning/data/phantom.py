@@ -68,8 +68,17 @@ def _vertebra_layout(rng: np.random.Generator) -> list[dict]:
         ry = -np.arctan(slope_x) + rng.normal(0, 0.03)
         rz = rng.normal(0, 0.04)
         layout.append(
-            dict(name=name, centre=np.array([x, y, z]), rot=_rotation(rx, ry, rz), height=height,
-                 disc=disc, half_w=half_w, half_d=half_d, scale=scale, sacrum=sacrum)
+            dict(
+                name=name,
+                centre=np.array([x, y, z]),
+                rot=_rotation(rx, ry, rz),
+                height=height,
+                disc=disc,
+                half_w=half_w,
+                half_d=half_d,
+                scale=scale,
+                sacrum=sacrum,
+            )
         )
     return layout
 
@@ -93,20 +102,24 @@ def _vertebra_parts(u, v, w, vert: dict) -> tuple[np.ndarray, np.ndarray, np.nda
     ring = np.sqrt((u / canal_u) ** 2 + ((v - vc) / canal_v) ** 2)
     ring_outer = np.sqrt((u / (canal_u + 5.5 * s)) ** 2 + ((v - vc) / (canal_v + 5.0 * s)) ** 2)
     arch_w = np.abs(w - 0.1 * h) <= 0.36 * h
-    pedicles = arch_w & (np.abs(v - (0.72 * b + 0.5 * canal_v)) <= 0.6 * canal_v + 2) & (
-        np.abs(np.abs(u) - (canal_u + 2.5 * s)) <= 3.8 * s
+    pedicles = (
+        arch_w
+        & (np.abs(v - (0.72 * b + 0.5 * canal_v)) <= 0.6 * canal_v + 2)
+        & (np.abs(np.abs(u) - (canal_u + 2.5 * s)) <= 3.8 * s)
     )
     lamina = arch_w & (ring > 1.0) & (ring_outer <= 1.0) & (v >= vc)
     back = vc + canal_v + 3.0 * s
     spin_len = (16.0 if vert["sacrum"] else 27.0) * s
     w_spin = -0.35 * (v - back)  # the spinous process slopes downwards
-    spinous = (np.abs(u) <= 2.8 * s) & (v >= back - 2) & (v <= back + spin_len) & (
-        np.abs(w - w_spin + 0.05 * h) <= 0.3 * h
+    spinous = (
+        (np.abs(u) <= 2.8 * s) & (v >= back - 2) & (v <= back + spin_len) & (np.abs(w - w_spin + 0.05 * h) <= 0.3 * h)
     )
     tp_len = (32.0 if vert["sacrum"] else 21.0) * s
     tp_u0 = canal_u + 3.0 * s
-    transverse = (np.abs(u) >= tp_u0) & (np.abs(u) <= tp_u0 + tp_len) & (
-        ((v - vc + 1.0) / 4.0) ** 2 + ((w - 0.05 * h) / (4.5 * s if not vert["sacrum"] else 0.45 * h)) ** 2 <= 1
+    transverse = (
+        (np.abs(u) >= tp_u0)
+        & (np.abs(u) <= tp_u0 + tp_len)
+        & (((v - vc + 1.0) / 4.0) ** 2 + ((w - 0.05 * h) / (4.5 * s if not vert["sacrum"] else 0.45 * h)) ** 2 <= 1)
     )
     # Articular processes: the superior ones (lateral) reach up to the inferior ones (medial) of
     # the vertebra above, leaving a joint gap of about 1.5 mm.
@@ -179,7 +192,9 @@ def make_phantom(seed: int, spec: PhantomSpec = PhantomSpec()) -> tuple[sitk.Ima
     for lower, upper in zip(layout[:-1], layout[1:]):
         disc = dict(centre=(lower["centre"] + upper["centre"]) / 2, rot=(lower["rot"] + upper["rot"]) / 2)
         half = upper["height"] / 2 + lower["disc"]
-        box, u, v, w = local_frame(disc, (-lower["half_w"], -lower["half_d"], -half), (lower["half_w"], lower["half_d"], half))
+        box, u, v, w = local_frame(
+            disc, (-lower["half_w"], -lower["half_d"], -half), (lower["half_w"], lower["half_d"], half)
+        )
         inside = (np.sqrt((u / (0.97 * lower["half_w"])) ** 2 + (v / (0.97 * lower["half_d"])) ** 2) <= 1) & (
             np.abs(w) <= upper["height"] / 2 + lower["disc"]
         )

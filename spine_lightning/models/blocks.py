@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 NORMS = ("none", "batch", "instance")
 
 
@@ -24,7 +23,9 @@ class ConvPReLU(nn.Sequential):
     """k×k×k convolution ('same' padding), optional normalisation, PReLU."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, norm: str = "none"):
-        super().__init__(nn.Conv3d(in_ch, out_ch, kernel, padding=kernel // 2), norm_layer(norm, out_ch), nn.PReLU(out_ch))
+        super().__init__(
+            nn.Conv3d(in_ch, out_ch, kernel, padding=kernel // 2), norm_layer(norm, out_ch), nn.PReLU(out_ch)
+        )
 
 
 class GCNBlock(nn.Module):

@@ -66,7 +66,9 @@ class GCNResidualFCN(nn.Module):
             self.encoders.append(EncoderLevel(in_channels if i == 0 else ch, ch, convs[i], kernel, norm))
             if i < levels - 1:
                 self.downs.append(DownConv(ch, norm))
-        self.decoders = nn.ModuleList(DecoderLevel(chans[i + 1], convs[i], gcn_kernel, norm) for i in reversed(range(levels - 1)))
+        self.decoders = nn.ModuleList(
+            DecoderLevel(chans[i + 1], convs[i], gcn_kernel, norm) for i in reversed(range(levels - 1))
+        )
         self.head = nn.Conv3d(width, num_classes, 1)
 
     @property
