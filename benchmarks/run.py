@@ -91,7 +91,8 @@ def main(argv=None) -> int:
 
         write_json(args.out, dict(results=results, verdicts=verdict, meta=meta))
     if not quick:
-        md = f"# Benchmark results\n\n{meta['date']}, {meta['machine']}, torch {meta['torch']}\n\n`{meta['command']}`\n\n{text}\n"
+        head = f"{meta['date']}, {meta['machine']}, torch {meta['torch']}"
+        md = f"# Benchmark results\n\n{head}\n\n`{meta['command']}`\n\n{text}\n"
         (ROOT / "benchmarks" / "results.md").write_text(md)
     return 0
 
