@@ -45,22 +45,18 @@ def large_phantom(size, path: Path) -> None:
     sitk.WriteImage(big, str(path), useCompression=False)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", required=True)
-    parser.add_argument("--size", type=int, nargs=3, default=[512, 512, 600])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/large_scan.md"))
-    args = parser.parse_args()
+def predict_large(ckpt: str, size) -> tuple[dict, float, float]:
+    """Predict on a procedural CT of `size` voxels: (report, seconds to make the CT, RSS before)."""
     with tempfile.TemporaryDirectory() as tmp:
         ct = Path(tmp) / "large.nii"
         t = time.perf_counter()
         # In a child process, so that this process's peak RSS is predict's alone.
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            pool.submit(large_phantom, args.size, ct).result()
+            pool.submit(large_phantom, size, ct).result()
         make_s, rss_before = time.perf_counter() - t, peak_rss_mb()
         cfg = OmegaConf.create(
             dict(
-                ckpt_path=args.ckpt,
+                ckpt_path=str(ckpt),
                 input=str(ct),
                 output_dir=str(Path(tmp) / "out"),
                 centroids=None,
@@ -73,6 +69,16 @@ def main() -> None:
         )
         report = predict(cfg)[0]
         json.loads((Path(tmp) / "out" / "large_report.json").read_text())
+    return report, make_s, rss_before
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", required=True)
+    parser.add_argument("--size", type=int, nargs=3, default=[512, 512, 600])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/large_scan.md"))
+    args = parser.parse_args()
+    report, make_s, rss_before = predict_large(args.ckpt, args.size)
     t = report["timings"]
     rows = [
         ("CT size (voxels)", " x ".join(map(str, args.size))),

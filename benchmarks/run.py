@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from benchmarks import loader, training_steps  # noqa: E402
+from benchmarks import loader, pipeline, training_steps  # noqa: E402
 
 # key: (target, "<=" or ">=", quick target)
 TARGETS = {
@@ -26,23 +26,31 @@ TARGETS = {
     "crop_over_read": (1.5, "<=", 1.5),
     "fcn_over_vnet_step": (1.0, "<=", None),
     "loader_headroom": (20.0, ">=", 20.0),
-    "predict_seconds": (10.0, "<=", None),
-    "predict_peak_rss_gb": (4.0, "<=", None),
+    "predict_seconds": (10.0, "<=", 10.0),
+    "predict_peak_rss_gb": (4.0, "<=", 4.0),
+    "preprocess_time_per_subject_ratio": (1.5, "<=", 1.5),
+    "preprocess_rss_ratio": (1.2, "<=", 1.2),
 }
 
 
-def suite(quick: bool, tiny: bool) -> dict:
+def suite(quick: bool, tiny: bool, ckpt: str | None = None) -> dict:
     """Every benchmark; sizes shrink with --quick (and further with --tiny, for the smoke test)."""
     if tiny:
         crop, zyx, spacing = (32, 32, 16), (16, 32, 32), 3.0
+        ct, counts = (128, 128, 100), (3, 6)
     elif quick:
         crop, zyx, spacing = (48, 64, 32), (32, 64, 48), 2.0
+        ct, counts = (512, 512, 400), (10, 50)
     else:
         crop, zyx, spacing = (96, 112, 64), (64, 112, 96), 1.0
+        ct, counts = (512, 512, 400), (10, 50, 200, 1000)
     results = {}
     results.update(training_steps.adversarial_over_baseline(zyx, repeats=2 if tiny else 5))
     results.update(training_steps.fcn_over_vnet((32, 32, 32) if tiny else zyx, repeats=1 if tiny else 3))
     results.update(loader.loader_headroom(crop, spacing, subjects=1 if tiny else 3, steps=2 if tiny else 4))
+    results.update(pipeline.crop_only(ct))
+    results.update(pipeline.preprocess_scaling(counts))
+    results.update(pipeline.predict_latency(ct, ckpt))
     results.update(training_steps.gpu_modes(zyx))
     return results
 
@@ -73,9 +81,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes on a 2-core CPU")
     parser.add_argument("--tiny", action="store_true", help="smallest sizes (smoke test only; implies --quick)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--ckpt", help="checkpoint for the predict benchmark (default: an untrained default model)")
     args = parser.parse_args(argv)
     quick = args.quick or args.tiny
-    results = suite(quick, args.tiny)
+    results = suite(quick, args.tiny, args.ckpt)
     verdict = verdicts(results, quick)
     text = table(results, verdict)
     print(text)
