@@ -55,6 +55,18 @@ def suite(quick: bool, tiny: bool, ckpt: str | None = None) -> dict:
     return results
 
 
+def newest_default_checkpoint() -> str | None:
+    """The last.ckpt of the newest `python train.py` run with the default CPU model, if any: an
+    untrained model predicts blobs that fill whole crops, which times mesh export, not predict."""
+    from spine_lightning.checkpoints import load_segmentation_module
+
+    for path in sorted((ROOT / "logs" / "train" / "runs").glob("*/checkpoints/last.ckpt"), reverse=True):
+        net = load_segmentation_module(path).hparams.net
+        if {k: net.get(k) for k in training_steps.CPU_NET} == training_steps.CPU_NET:
+            return str(path)
+    return None
+
+
 def verdicts(results: dict, quick: bool) -> dict:
     out = {}
     for key, (full, op, quick_target) in TARGETS.items():
@@ -84,7 +96,10 @@ def main(argv=None) -> int:
     parser.add_argument("--ckpt", help="checkpoint for the predict benchmark (default: an untrained default model)")
     args = parser.parse_args(argv)
     quick = args.quick or args.tiny
-    results = suite(quick, args.tiny, args.ckpt)
+    ckpt = args.ckpt or (None if args.tiny else newest_default_checkpoint())
+    print(f"predict benchmark weights: {ckpt or 'untrained default model'}")
+    results = suite(quick, args.tiny, ckpt)
+    results["predict_weights"] = ckpt or "untrained"
     verdict = verdicts(results, quick)
     text = table(results, verdict)
     print(text)
