@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -47,7 +49,14 @@ def preprocess_scaling(counts) -> dict:
 
 
 def predict_latency(size, ckpt: str | None = None) -> dict:
-    """predict.py on a procedural CT of `size` voxels with the default (CPU) model."""
+    """predict.py on a procedural CT of `size` voxels with the default (CPU) model, in a fresh
+    process so that its peak RSS is predict's, not that of the benchmarks before it."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(_predict_latency, tuple(size), ckpt).result()
+
+
+def _predict_latency(size, ckpt: str | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         if ckpt is None:  # speed does not depend on the weights; an untrained default model will do
             ckpt = str(Path(tmp) / "default.ckpt")
