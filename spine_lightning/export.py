@@ -2,7 +2,7 @@
 
 Meshes come from scikit-image's marching cubes on the voxel grid, mapped through the image's own
 index→physical transform (origin, spacing, direction), lightly smoothed by trimesh's Taubin filter
-(which keeps the volume). Signed distances to a reference come from SimpleITK's signed Maurer
+(which keeps the volume). Signed distances to a reference come from SimpleITK's signed
 distance map, sampled at the mesh vertices.
 """
 
@@ -44,7 +44,7 @@ def mask_mesh(mask: sitk.Image, smoothing_iterations: int = 10) -> trimesh.Trime
         return None
     box = ndimage.find_objects(arr.astype(np.uint8))[0]
     sub = np.pad(arr[box], 1).astype(np.float32)
-    # Lorensen's tables on a padded binary mask give a closed 2-manifold here; Lewiner's variant
+    # The classic marching-cubes tables on a padded binary mask give a closed 2-manifold here; the later variant
     # produced edges shared by four faces where voxels touch only along an edge.
     verts, faces, _, _ = measure.marching_cubes(sub, level=0.5, method="lorensen")
     offset = np.array([s.start for s in box]) - 1
@@ -67,7 +67,7 @@ def signed_distance_at(points: np.ndarray, reference: sitk.Image) -> np.ndarray:
     )
     arr = sitk.GetArrayFromImage(dist)
     ijk = physical_to_index(reference, points)
-    # Maurer's map is 0 on the inner contour voxels and one spacing on the outer ones; the surface
+    # The signed distance map is 0 on the inner contour voxels and one spacing on the outer ones; the surface
     # lies half way, so shift by half a voxel to make it 0 there.
     return ndimage.map_coordinates(arr, ijk[:, ::-1].T, order=1, mode="nearest") - 0.5 * min(
         reference.GetSpacing()

@@ -2,7 +2,7 @@
 
 - `weighted_cross_entropy`: the paper's cross-entropy (eq. 2) with the boundary target value
   (eq. 4) expressed as a per-voxel weight map (1.0, or `edge_weight` on the contour).
-- `adversarial_perturbation`: r that maximises the loss to first order (Goodfellow et al. 2015),
+- `adversarial_perturbation`: r that maximises the loss to first order (the fast gradient method),
   from the input gradient of L_st: ε·sign(g) or ε·g/‖g‖₂ per sample; detached.
 - `segmentation_loss`: L_seg = L_st + λ·L_at.
 """

@@ -80,7 +80,7 @@ def _surface_to_surface(a: sitk.Image, b: sitk.Image) -> np.ndarray:
         sitk.SignedMaurerDistanceMap(b, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
     )
     contour_a = sitk.GetArrayViewFromImage(sitk.LabelContour(a, fullyConnected=False)) > 0
-    # Maurer's map is 0 on b's own contour voxels only up to half a voxel: take the contour of b
+    # The signed distance map is 0 on b's own contour voxels only up to half a voxel: take the contour of b
     # explicitly as 0 so that identical masks give exactly 0.
     contour_b = sitk.GetArrayViewFromImage(sitk.LabelContour(b, fullyConnected=False)) > 0
     d = sitk.GetArrayFromImage(dist_b)
