@@ -29,7 +29,7 @@ class ConvPReLU(nn.Sequential):
 
 
 class GCNBlock(nn.Module):
-    """Global Convolutional Network block in 3D (large separable kernel) (the GCN block of "Large Kernel Matters", 2017).
+    """Global Convolutional Network block in 3D: a large separable kernel ("Large Kernel Matters", 2017).
 
     Two branches of 1D convolutions, k×1×1 → 1×k×1 → 1×1×k and the reverse order, summed. This
     gives a k×k×k receptive field for a cost linear in k.
