@@ -45,7 +45,7 @@ def suite(quick: bool, tiny: bool, ckpt: str | None = None) -> dict:
         crop, zyx, spacing = (96, 112, 64), (64, 112, 96), 1.0
         ct, counts = (512, 512, 400), (10, 50, 200, 1000)
     results = {}
-    results.update(training_steps.adversarial_over_baseline(zyx, repeats=2 if tiny else 5))
+    results.update(training_steps.adversarial_over_baseline(zyx, repeats=2 if tiny else 5 if quick else 9))
     results.update(training_steps.fcn_over_vnet((32, 32, 32) if tiny else zyx, repeats=1 if tiny else 3))
     results.update(loader.loader_headroom(crop, spacing, subjects=1 if tiny else 3, steps=2 if tiny else 4))
     results.update(pipeline.crop_only(ct))
