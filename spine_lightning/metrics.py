@@ -79,10 +79,11 @@ def _surface_to_surface(a: sitk.Image, b: sitk.Image) -> np.ndarray:
     dist_b = sitk.Abs(
         sitk.SignedMaurerDistanceMap(b, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
     )
-    contour_a = sitk.GetArrayViewFromImage(sitk.LabelContour(a, fullyConnected=False)) > 0
+    # GetArrayFromImage (a copy): a view of the temporary contour image would outlive its buffer.
+    contour_a = sitk.GetArrayFromImage(sitk.LabelContour(a, fullyConnected=False)) > 0
     # The signed distance map is 0 on b's own contour voxels only up to half a voxel: take the contour of b
     # explicitly as 0 so that identical masks give exactly 0.
-    contour_b = sitk.GetArrayViewFromImage(sitk.LabelContour(b, fullyConnected=False)) > 0
+    contour_b = sitk.GetArrayFromImage(sitk.LabelContour(b, fullyConnected=False)) > 0
     d = sitk.GetArrayFromImage(dist_b)
     d[contour_b] = 0.0
     return d[contour_a]
