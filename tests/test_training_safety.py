@@ -160,4 +160,6 @@ def test_wandb_run_id_is_stored_once_per_run_dir(tmp_path):
                                        ["debug=overfit"]])
 def test_shipped_configs_pass_validation(overrides):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        validate_train_config(compose("train", overrides=overrides))
+        cfg = compose("train", overrides=overrides)
+        assert validate_train_config(cfg) is None  # raises ConfigError on any value it refuses
+        assert all(n % 2 ** (cfg.model.levels - 1) == 0 for n in cfg.data.crop_size)
