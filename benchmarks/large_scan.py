@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from omegaconf import OmegaConf
 
 from spine_lightning.data.phantom import make_phantom
-from spine_lightning.prediction import peak_rss_mb, predict
+from spine_lightning.prediction import peak_rss_mb, predict, predict_config
 
 
 def large_phantom(size, path: Path) -> None:
@@ -54,19 +53,7 @@ def predict_large(ckpt: str, size) -> tuple[dict, float, float]:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             pool.submit(large_phantom, size, ct).result()
         make_s, rss_before = time.perf_counter() - t, peak_rss_mb()
-        cfg = OmegaConf.create(
-            dict(
-                ckpt_path=str(ckpt),
-                input=str(ct),
-                output_dir=str(Path(tmp) / "out"),
-                centroids=None,
-                localizer_ckpt=None,
-                reference=None,
-                deviation_limit_mm=None,
-                levels=None,
-                mesh=dict(smoothing_iterations=10),
-            )
-        )
+        cfg = predict_config(ckpt_path=str(ckpt), input=str(ct), output_dir=str(Path(tmp) / "out"))
         report = predict(cfg)[0]
         json.loads((Path(tmp) / "out" / "large_report.json").read_text())
     return report, make_s, rss_before

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.progress import track
 
 from .centroids import read_centroids
@@ -266,3 +266,15 @@ def predict(cfg: DictConfig) -> list[dict]:
         reports.append(predict_case(module, path, out_dir, cfg, ckpt_hash))
         log.info("%s: %s", path, reports[-1]["note"])
     return reports
+
+
+def predict_config(**values) -> DictConfig:
+    """The settings of `conf/predict.yaml` with `values` applied, for calling `predict` from Python
+    (tests, benchmarks) without a Hydra run."""
+    from hydra import compose, initialize_config_dir
+
+    conf_dir = Path(__file__).resolve().parent.parent / "conf"
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        cfg = compose("predict", overrides=["output_dir=null"])
+    task = {k: v for k, v in cfg.items() if k not in ("paths", "hydra")}
+    return OmegaConf.merge(OmegaConf.create(task), values)

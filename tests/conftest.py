@@ -30,12 +30,8 @@ def run_cli(args, cwd, timeout=600, env=None):
     )
 
 
-# Overrides that make `train.py` run in seconds: three small phantoms, 3 mm crops, a tiny network.
-TINY_TRAIN = [
-    "data.subjects.num_train=1",
-    "data.subjects.num_val=1",
-    "data.subjects.num_test=1",
-    "data.subjects.spacing=[1.6,1.6,3.0]",
+# Overrides that make `train.py` run in seconds on any data source: 3 mm crops, a tiny network.
+TINY_MODEL = [
     "data.spacing=3.0",
     "data.crop_size=[32,48,32]",
     "data.preprocess_workers=1",
@@ -43,6 +39,14 @@ TINY_TRAIN = [
     "model.levels=3",
     "trainer.max_epochs=1",
     "~callbacks.rich_progress_bar",
+]
+# ... and on three small phantoms (one each for train, val and test).
+TINY_TRAIN = [
+    "data.subjects.num_train=1",
+    "data.subjects.num_val=1",
+    "data.subjects.num_test=1",
+    "data.subjects.spacing=[1.6,1.6,3.0]",
+    *TINY_MODEL,
 ]
 
 

@@ -10,12 +10,11 @@ import SimpleITK as sitk
 import torch
 import trimesh
 from conftest import ROOT, run_cli
-from omegaconf import OmegaConf
 
 from spine_lightning.centroids import write_centroids
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.errors import SpineError
-from spine_lightning.prediction import predict
+from spine_lightning.prediction import predict, predict_config
 
 REAL = Path(__file__).resolve().parent / "data" / "real_ct"
 TOTALSEG_TO_VERSE = {31: 20, 30: 21, 29: 22, 28: 23, 27: 24, 26: 26}
@@ -35,19 +34,7 @@ def real_case(tmp_path_factory):
     return dict(folder=folder, image=image, centres=centres)
 
 
-def _cfg(**overrides):
-    base = dict(
-        ckpt_path=None,
-        input=None,
-        output_dir=None,
-        centroids=None,
-        localizer_ckpt=None,
-        reference=None,
-        deviation_limit_mm=None,
-        levels=None,
-        mesh=dict(smoothing_iterations=10),
-    )
-    return OmegaConf.create({**base, **overrides})
+_cfg = predict_config
 
 
 def test_predict_real_ct_with_centroids_and_reference(tiny_checkpoint, real_case, tmp_path):

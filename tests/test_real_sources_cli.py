@@ -3,20 +3,11 @@ CT, `preprocess.py` filling the cache, and bad input as one line without a trace
 
 import json
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, TINY_MODEL, run_cli
 from real_ct_trees import CT, LABEL, real_manifest, write_manifest, write_totalseg_tree, write_verse_tree
 
-# The tiny network and 3 mm crops of the phantom smoke run (see TINY_TRAIN), on real-CT trees.
-TINY_FILES = [
-    "data.spacing=3.0",
-    "data.crop_size=[32,48,32]",
-    "data.preprocess_workers=1",
-    "model.width=2",
-    "model.levels=3",
-    "trainer.max_epochs=1",
-    "~callbacks.rich_progress_bar",
-    "logger=csv",
-]
+# The tiny network and 3 mm crops of the phantom smoke run, on real-CT trees.
+TINY_FILES = [*TINY_MODEL, "logger=csv"]
 LEVEL_KEYS = [f"test/iou_L{i}" for i in range(2, 6)]
 
 
