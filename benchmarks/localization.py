@@ -1,11 +1,17 @@
-"""Centroid error (mm) and identification rate of the weight-free localiser.
+"""Centroid error (mm) and identification rate of automatic localisation.
 
-    python -m benchmarks.localization [--seeds 20] [--real tests/data/real_ct]
+    python -m benchmarks.localization [--seeds 20] [--ckpt C | --no-ckpt] [--real tests/data/real_ct]
         [--out benchmarks/results/localization.md]
 
-Phantoms: the truth is each phantom's label centroids. Real CT: the TotalSegmentator label map
-(26=S1, 27=L5 ... 31=L1). A level counts as identified when it is found and its centre is nearer
-to the truth centroid of its own name than to any other vertebra's.
+Two stages are scored: the weight-free localiser alone ("coarse"), and its centres re-centred by
+the segmentation network as predict does ("refined", `refine` in conf/predict.yaml; needs a
+checkpoint, by default the newest default `python train.py` run under logs/).
+
+Cases: phantoms and the real lumbar CT. The truth is each phantom's label centroids, and for the
+real CT its TotalSegmentator label map (26=S1, 27=L5 ... 31=L1). Only the checkpoint's levels are
+refined (the network never saw the others); the rest keep their coarse centres. A level counts as
+identified when it is found and its centre is nearer to the truth centroid of its own name than to
+any other vertebra's.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from spine_lightning.data.phantom import make_phantom
 from spine_lightning.localization import localize
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
+SCORED = ("L2", "L3", "L4", "L5")  # the levels the acceptance goals name
 TOTALSEG_IDS = {33: "T11", 32: "T12", 31: "L1", 30: "L2", 29: "L3", 28: "L4", 27: "L5", 26: "S1"}
 
 
@@ -41,60 +48,82 @@ def score(found: dict, truth: dict) -> dict[str, float | None]:
     return out
 
 
-def main() -> None:
+def cases(seeds: range, real: Path):
+    """(group, name, image, truth centroids by level name)."""
+    for seed in seeds:
+        image, label = make_phantom(seed)
+        yield "phantoms", f"phantom {seed}", image, {VERSE_NAMES[v]: c for v, c in label_centroids(label).items()}
+    ct = real / "lumbar_ct_3mm.nii.gz"
+    if ct.exists():
+        label = sitk.ReadImage(str(real / "lumbar_ct_3mm_vertebrae.nii.gz"))
+        truth = {TOTALSEG_IDS[v]: c for v, c in label_centroids(label).items() if v in TOTALSEG_IDS}
+        yield "real CT", "lumbar_ct_3mm", sitk.ReadImage(str(ct)), truth
+
+
+def summary(errors: list[float | None]) -> str:
+    found = np.array([e for e in errors if e is not None])
+    if not len(found):
+        return f"identified 0/{len(errors)}"
+    return (
+        f"identified {len(found)}/{len(errors)}; error mean {found.mean():.2f}, 95th pct "
+        f"{np.percentile(found, 95):.2f}, max {found.max():.2f} mm; <= 3 mm: {(found <= 3).sum()}/{len(errors)}, "
+        f"<= 5 mm: {(found <= 5).sum()}/{len(errors)}"
+    )
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=5000)
+    parser.add_argument("--ckpt", help="checkpoint for the refined stage (default: newest default train run)")
+    parser.add_argument("--no-ckpt", action="store_true", help="score the coarse stage only")
     parser.add_argument("--real", type=Path, default=Path("tests/data/real_ct"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/localization.md"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    cases = []
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        image, label = make_phantom(seed)
-        cases.append(
-            (f"phantom {seed}", image, {VERSE_NAMES[v]: c for v, c in label_centroids(label).items()})
-        )
-    ct = args.real / "lumbar_ct_3mm.nii.gz"
-    if ct.exists():
-        label = sitk.ReadImage(str(args.real / "lumbar_ct_3mm_vertebrae.nii.gz"))
-        truth = {TOTALSEG_IDS[v]: c for v, c in label_centroids(label).items() if v in TOTALSEG_IDS}
-        cases.append(("real lumbar_ct_3mm", sitk.ReadImage(str(ct)), truth))
+    module, refine = None, None
+    if not args.no_ckpt:
+        from benchmarks.run import newest_default_checkpoint
+        from spine_lightning.checkpoints import load_segmentation_module
+        from spine_lightning.prediction import predict_config
+
+        ckpt = args.ckpt or newest_default_checkpoint()
+        if ckpt:
+            module, refine = load_segmentation_module(ckpt), predict_config().refine
+    stages = ("coarse", "refined") if module is not None else ("coarse",)
 
     lines = [
-        "| case | " + " | ".join(f"{lv} (mm)" for lv in LEVELS) + " | time (s) |",
-        "|---" * (len(LEVELS) + 2) + "|",
+        "| case | stage | " + " | ".join(f"{lv} (mm)" for lv in LEVELS) + " | time (s) |",
+        "|---" * (len(LEVELS) + 3) + "|",
     ]
-    phantom_errors, phantom_ok, phantom_total = [], 0, 0
-    for name, image, truth in cases:
+    totals: dict[tuple[str, str], list] = {}
+    for group, name, image, truth in cases(range(args.first_seed, args.first_seed + args.seeds), args.real):
         t = time.perf_counter()
-        errors = score(localize(image).centres, truth)
-        seconds = time.perf_counter() - t
-        cells = [
-            "missed/misnamed"
-            if errors.get(lv, 0) is None
-            else ("-" if lv not in errors else f"{errors[lv]:.1f}")
-            for lv in LEVELS
-        ]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {seconds:.1f} |")
-        if name.startswith("phantom"):
-            for lv in ("L2", "L3", "L4", "L5"):
-                phantom_total += 1
-                if errors.get(lv) is not None:
-                    phantom_ok += 1
-                    phantom_errors.append(errors[lv])
-    e = np.array(phantom_errors)
-    lines += [
-        "",
-        f"Phantoms, L2-L5: identified {phantom_ok}/{phantom_total}; centroid error mean {e.mean():.2f} mm, "
-        f"median {np.median(e):.2f} mm, 95th percentile {np.percentile(e, 95):.2f} mm, max {e.max():.2f} mm, "
-        f"<= 3 mm: {(e <= 3).mean():.0%}",
-    ]
+        loc = localize(image)
+        found = {"coarse": (loc.centres, time.perf_counter() - t)}
+        if module is not None:
+            from spine_lightning.inference import refine_centres
+
+            t = time.perf_counter()
+            known = {lv: c for lv, c in loc.centres.items() if lv in module.hparams.levels}
+            centres, _ = refine_centres(module, image, known, refine.iterations, refine.max_shift_mm)
+            found["refined"] = ({**loc.centres, **centres}, found["coarse"][1] + time.perf_counter() - t)
+        for stage in stages:
+            centres, seconds = found[stage]
+            errors = score(centres, truth)
+            cells = ["-" if lv not in errors else ("missed/misnamed" if errors[lv] is None else f"{errors[lv]:.1f}")
+                     for lv in LEVELS]
+            lines.append(f"| {group}: {name} | {stage} | " + " | ".join(cells) + f" | {seconds:.1f} |")
+            totals.setdefault((group, stage), []).extend(errors.get(lv) for lv in SCORED if lv in errors)
+    lines += ["", "L2-L5:", ""] + [f"- {group}, {stage}: {summary(errs)}" for (group, stage), errs in totals.items()]
+    if module is not None:
+        lines += ["", f"refined with `{ckpt}` ({refine.iterations} iterations, max shift {refine.max_shift_mm} mm)"]
     table = "\n".join(lines)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("# Weight-free localiser: centroid error\n\n" + table + "\n")
+    args.out.write_text("# Automatic localisation: centroid error\n\n" + table + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

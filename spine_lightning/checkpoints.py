@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from .errors import SpineError
+from .io import atomic_path
 from .module import SpineSegmentationModule
 
 NETWORK_TARGET = "spine_lightning.models.GCNResidualFCN"
@@ -35,3 +36,16 @@ def load_segmentation_module(path: str | Path, map_location: str | torch.device 
     except RuntimeError:
         raise SpineError(f"{path}: weights do not match the architecture in its hyper-parameters ({net})") from None
     return module.eval()
+
+
+def inference_checkpoint(src: str | Path, dst: str | Path) -> None:
+    """Write the part of a training checkpoint that prediction needs (weights, hyper-parameters):
+    a third of the size, since optimiser and loop state are dropped; it cannot resume training.
+
+        python -c "from spine_lightning.checkpoints import inference_checkpoint as f; f('last.ckpt', 'model.ckpt')"
+    """
+    load_segmentation_module(src)  # refuse anything that predict would refuse
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    keep = ("state_dict", "hyper_parameters", "hparams_name", "pytorch-lightning_version", "epoch", "global_step")
+    with atomic_path(Path(dst)) as tmp:
+        torch.save({k: ckpt[k] for k in keep if k in ckpt}, tmp)

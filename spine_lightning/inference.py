@@ -117,3 +117,42 @@ def predict_levels(
     out.SetOrigin(scan.origin)
     out.SetDirection(scan.direction)
     return Prediction(out, best, dict(centres))
+
+
+def mask_centroid(prob: sitk.Image) -> tuple[float, float, float] | None:
+    """Physical centroid of the largest connected component of `prob > 0.5` (None if empty)."""
+    parts = sitk.RelabelComponent(sitk.ConnectedComponent(prob > 0.5, True), sortByObjectSize=True)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(parts)
+    return tuple(stats.GetCentroid(1)) if 1 in stats.GetLabels() else None
+
+
+def refine_centres(
+    module, image: sitk.Image | Scan, centres: dict[str, tuple[float, float, float]], iterations: int,
+    max_shift_mm: float,
+) -> tuple[dict[str, tuple[float, float, float]], dict[str, list[float]]]:
+    """Move each crop centre onto the centroid of the vertebra the network segments there.
+
+    A coarse centre that sits off the vertebra's centroid (e.g. on its body) gives a crop the network
+    was not trained on; re-centring on the segmented vertebra, as often as `iterations`, brings the
+    crop back to how training saw it. A move longer than `max_shift_mm` (the network found a
+    neighbour, or nothing) is not taken. Returns the new centres and each level's moves (mm).
+    """
+    scan = as_scan(image)
+    prep = preprocessing_of(module)
+    refined, moves = {}, {}
+    for level, centre in centres.items():
+        current, moves[level] = tuple(centre), []
+        for _ in range(iterations):
+            frame = crop_frame(current, prep["crop_size"], prep["spacing"])
+            region = covered_region(scan, frame)
+            if region is None:
+                break
+            found = mask_centroid(foreground_probability(module, scan.region(*region), frame, prep["window_hu"]))
+            shift = None if found is None else float(np.linalg.norm(np.subtract(found, centre)))
+            if shift is None or shift > max_shift_mm:
+                break
+            moves[level].append(float(np.linalg.norm(np.subtract(found, current))))
+            current = found
+        refined[level] = current
+    return refined, moves

@@ -5,6 +5,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# The default `python train.py` run's weights (see tests/data/models/README.md): a model that
+# segments, for tests whose assertions need one (the tiny checkpoint only exercises the plumbing).
+DEFAULT_MODEL = ROOT / "tests" / "data" / "models" / "default_phantom.ckpt"
 DATA = Path(__file__).resolve().parent / "data"
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_MODE", "offline")

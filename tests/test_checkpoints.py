@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spine_lightning.checkpoints import load_segmentation_module
+from spine_lightning.checkpoints import inference_checkpoint, load_segmentation_module
 from spine_lightning.errors import SpineError
 from spine_lightning.module import SpineSegmentationModule
 
@@ -40,3 +40,24 @@ def test_foreign_or_broken_files_are_refused(tmp_path):
         load_segmentation_module(tmp_path / "junk.ckpt")
     with pytest.raises(SpineError, match="missing.ckpt: no such checkpoint file"):
         load_segmentation_module(tmp_path / "missing.ckpt")
+
+
+def test_inference_checkpoint_keeps_weights_and_drops_training_state(tmp_path):
+    module = SpineSegmentationModule(net=NET, levels=["L2", "L3"])
+    full = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "optimizer_states": [{"state": {i: torch.randn(64) for i in range(50)}}],
+        "epoch": 3,
+    }
+    torch.save(full, tmp_path / "last.ckpt")
+    inference_checkpoint(tmp_path / "last.ckpt", tmp_path / "model.ckpt")
+    slim = torch.load(tmp_path / "model.ckpt", weights_only=True)
+    assert "optimizer_states" not in slim and slim["epoch"] == 3
+    assert (tmp_path / "model.ckpt").stat().st_size < (tmp_path / "last.ckpt").stat().st_size
+    x = torch.randn(1, 1, 8, 8, 8)
+    assert torch.equal(load_segmentation_module(tmp_path / "model.ckpt")(x), module.eval()(x))
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SpineError, match="junk.ckpt"):
+        inference_checkpoint(tmp_path / "junk.ckpt", tmp_path / "out.ckpt")
+    assert not (tmp_path / "out.ckpt").exists()

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 import trimesh
-from conftest import ROOT, run_cli
+from conftest import DEFAULT_MODEL, ROOT, run_cli
 
 from spine_lightning.centroids import write_centroids
 from spine_lightning.data.crops import label_centroids
@@ -230,3 +230,42 @@ def test_streamed_and_in_memory_inputs_give_the_same_label_map(tiny_checkpoint, 
     a = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "a" / "ct_seg.nii.gz")))
     b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "b" / "lumbar_ct_3mm_seg.nii.gz")))
     assert a.any() and np.array_equal(a, b)
+
+
+def _report_centroid_errors(report: dict, truth: dict) -> dict[str, float]:
+    return {lv: float(np.linalg.norm(np.subtract(e["centroid_mm"], truth[lv]))) for lv, e in report["levels"].items()}
+
+
+def test_default_model_centroids_on_the_real_ct(real_case, tmp_path):
+    """The shipped default model (trained on phantoms only) on the real CT, crops at the label
+    centroids: the report's mask centroids against the label map's. Measured: L2 3.5, L3 1.1,
+    L4 1.5, L5 0.5 mm; L2's posterior elements are under-segmented at 3 mm voxels."""
+    report = predict(
+        _cfg(
+            ckpt_path=str(DEFAULT_MODEL),
+            input=str(REAL / "lumbar_ct_3mm.nii.gz"),
+            output_dir=str(tmp_path),
+            centroids=str(real_case["folder"] / "ctd.json"),
+        )
+    )[0]
+    errors = _report_centroid_errors(report, real_case["centres"])
+    assert set(errors) == {"L2", "L3", "L4", "L5"}
+    assert max(errors[lv] for lv in ("L3", "L4", "L5")) <= 2.0, errors
+    assert errors["L2"] <= 4.0, errors
+
+
+def test_default_model_without_centroids_finds_every_level_on_the_real_ct(real_case, tmp_path):
+    """Localiser + refinement + segmentation: every L2-L5 segmented, named, and its report centroid
+    within 5 mm of the label map's (measured at most 2.7 mm)."""
+    report = predict(
+        _cfg(ckpt_path=str(DEFAULT_MODEL), input=str(REAL / "lumbar_ct_3mm.nii.gz"), output_dir=str(tmp_path))
+    )[0]
+    loc = report["localisation"]
+    assert loc["source"] == "automatic" and set(loc["refined_centres_mm"]) == {"L2", "L3", "L4", "L5"}
+    assert all(moves for moves in loc["refinement_moves_mm"].values())
+    errors = _report_centroid_errors(report, real_case["centres"])
+    assert set(errors) == {"L2", "L3", "L4", "L5"}
+    assert max(errors.values()) <= 5.0, errors
+    truth = real_case["centres"]
+    for level, entry in report["levels"].items():
+        assert min(truth, key=lambda t: np.linalg.norm(np.subtract(truth[t], entry["centroid_mm"]))) == level
