@@ -18,9 +18,8 @@ from .checkpoints import load_segmentation_module
 from .data.crops import label_centroids
 from .data.labels import VERSE_NAMES, level_value
 from .errors import ConfigError, SpineError
-from .inference import predict_levels
+from .inference import automatic_centres, predict_levels
 from .io import atomic_path, write_json
-from .localization import localize
 from .metrics import overlap, surface_distances
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         if cfg.centroids == "labels":
             centres = {VERSE_NAMES[v]: c for v, c in label_centroids(truth).items() if v in VERSE_NAMES}
         else:
-            centres = localize(image).centres
+            centres, _ = automatic_centres(module, image, levels, cfg.get("refine") or {})
         pred = predict_levels(module, image, {lv: c for lv, c in centres.items() if lv in levels})
         rows += [dict(subject=subject.id, **r) for r in score_levels(pred.label, truth, levels)]
     metrics = summarise(rows, levels)

@@ -20,6 +20,7 @@ from scipy import ndimage
 from .data.crops import crop_frame, resample_to_frame
 from .data.intensity import window
 from .data.labels import level_value
+from .localization import localize
 from .scan import Scan, as_scan
 
 PROBABILITY_SCALE = 255  # probabilities are kept as uint8 on the (possibly huge) input grid
@@ -156,3 +157,20 @@ def refine_centres(
             current = found
         refined[level] = current
     return refined, moves
+
+
+def automatic_centres(module, image: sitk.Image | Scan, levels, refine) -> tuple[dict, dict]:
+    """Centres of `levels` without given centroids: the weight-free localiser, then `refine_centres`
+    (`refine`: iterations, max_shift_mm). Returns the centres and what the report says of them."""
+    scan = as_scan(image)
+    found = localize(scan)
+    coarse = {lv: c for lv, c in found.centres.items() if lv in levels}
+    centres, moves = refine_centres(
+        module, scan, coarse, int(refine.get("iterations", 0)), float(refine.get("max_shift_mm", 15.0))
+    )
+    return centres, dict(
+        source="automatic",
+        **found.report(),
+        refined_centres_mm={lv: list(c) for lv, c in centres.items()},
+        refinement_moves_mm=moves,
+    )

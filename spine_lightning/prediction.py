@@ -18,9 +18,8 @@ from .checkpoints import load_segmentation_module
 from .data.labels import LUMBAR_LEVELS, level_value
 from .errors import ConfigError, SpineError
 from .export import mask_mesh, signed_distance_at, write_deviation_png, write_mesh
-from .inference import PROBABILITY_SCALE, Prediction, predict_levels, preprocessing_of, refine_centres
+from .inference import PROBABILITY_SCALE, Prediction, automatic_centres, predict_levels, preprocessing_of
 from .io import atomic_path, write_json
-from .localization import localize
 from .scan import STREAMED_SUFFIXES, Scan
 
 log = logging.getLogger(__name__)
@@ -166,18 +165,7 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
         centres, localisation = read_centroids(cfg.centroids, scan.grid()), dict(source=str(cfg.centroids))
         centres = {lv: c for lv, c in centres.items() if lv in levels}
     else:
-        found = localize(scan)
-        centres = {lv: c for lv, c in found.centres.items() if lv in levels}
-        refine = cfg.get("refine") or {}
-        centres, moves = refine_centres(
-            module, scan, centres, int(refine.get("iterations", 0)), float(refine.get("max_shift_mm", 15.0))
-        )
-        localisation = dict(
-            source="automatic",
-            **found.report(),
-            refined_centres_mm={lv: list(c) for lv, c in centres.items()},
-            refinement_moves_mm=moves,
-        )
+        centres, localisation = automatic_centres(module, scan, levels, cfg.get("refine") or {})
     timings["localise_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
