@@ -25,7 +25,7 @@ import SimpleITK as sitk
 
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES
-from spine_lightning.data.phantom import make_phantom
+from spine_lightning.data.phantom import PhantomSpec, make_phantom
 from spine_lightning.localization import localize
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
@@ -48,10 +48,10 @@ def score(found: dict, truth: dict) -> dict[str, float | None]:
     return out
 
 
-def cases(seeds: range, real: Path):
+def cases(seeds: range, real: Path, spec: PhantomSpec):
     """(group, name, image, truth centroids by level name)."""
     for seed in seeds:
-        image, label = make_phantom(seed)
+        image, label = make_phantom(seed, spec)
         yield "phantoms", f"phantom {seed}", image, {VERSE_NAMES[v]: c for v, c in label_centroids(label).items()}
     ct = real / "lumbar_ct_3mm.nii.gz"
     if ct.exists():
@@ -77,6 +77,8 @@ def main(argv=None) -> int:
     parser.add_argument("--first-seed", type=int, default=5000)
     parser.add_argument("--ckpt", help="checkpoint for the refined stage (default: newest default train run)")
     parser.add_argument("--no-ckpt", action="store_true", help="score the coarse stage only")
+    parser.add_argument("--disc-mm", type=float, nargs=2, metavar=("LO", "HI"), default=PhantomSpec.disc_mm,
+                        help="phantom disc height range (default: the training phantoms')")
     parser.add_argument("--real", type=Path, default=Path("tests/data/real_ct"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/localization.md"))
     args = parser.parse_args(argv)
@@ -97,7 +99,8 @@ def main(argv=None) -> int:
         "|---" * (len(LEVELS) + 3) + "|",
     ]
     totals: dict[tuple[str, str], list] = {}
-    for group, name, image, truth in cases(range(args.first_seed, args.first_seed + args.seeds), args.real):
+    seeds, spec = range(args.first_seed, args.first_seed + args.seeds), PhantomSpec(disc_mm=tuple(args.disc_mm))
+    for group, name, image, truth in cases(seeds, args.real, spec):
         t = time.perf_counter()
         loc = localize(image)
         found = {"coarse": (loc.centres, time.perf_counter() - t)}

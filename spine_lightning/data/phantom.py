@@ -31,6 +31,7 @@ class PhantomSpec:
     fov_mm: tuple[float, float] = (170.0, 180.0)  # x (left-right), y (front-back)
     supersample_z: int = 3  # partial-volume: render finer slices, then average
     noise_hu: float = 25.0
+    disc_mm: tuple[float, float] = (1.8, 3.5)  # intervertebral disc height range, before the size scale
 
 
 def _rotation(rx: float, ry: float, rz: float) -> np.ndarray:
@@ -42,7 +43,7 @@ def _rotation(rx: float, ry: float, rz: float) -> np.ndarray:
     return rot_z @ rot_y @ rot_x
 
 
-def _vertebra_layout(rng: np.random.Generator) -> list[dict]:
+def _vertebra_layout(rng: np.random.Generator, disc_mm=(1.8, 3.5)) -> list[dict]:
     """Centre, orientation and dimensions of every vertebra of the stack, bottom (S1) up."""
     scale = rng.uniform(0.88, 1.12)
     lordosis = rng.uniform(0.0008, 0.0022)  # mm^-1: curvature of the sagittal centre line
@@ -54,7 +55,7 @@ def _vertebra_layout(rng: np.random.Generator) -> list[dict]:
         sacrum = name == "S1"
         level = STACK.index(name)
         height = scale * (rng.uniform(27.0, 31.0) if sacrum else rng.uniform(23.5, 28.0))
-        disc = scale * rng.uniform(1.8, 3.5)  # thin: neighbours nearly touch
+        disc = scale * rng.uniform(*disc_mm)
         half_w = scale * (24.0 + 0.6 * level + rng.uniform(-1.5, 1.5))
         half_d = scale * (15.0 + 0.4 * level + rng.uniform(-1.0, 1.0))
         if layout:
@@ -143,7 +144,7 @@ def _smooth_noise(rng: np.random.Generator, shape, sigma: float, coarse: int) ->
 def make_phantom(seed: int, spec: PhantomSpec = PhantomSpec()) -> tuple[sitk.Image, sitk.Image]:
     """CT (int16 HU) and label map (uint8, VerSe numbering) of one procedural subject."""
     rng = np.random.default_rng(seed)
-    layout = _vertebra_layout(rng)
+    layout = _vertebra_layout(rng, spec.disc_mm)
     sx, sy, sz = spec.spacing
     fine_z = sz / spec.supersample_z
     z_lo = layout[0]["centre"][2] - layout[0]["height"] / 2 - 12.0

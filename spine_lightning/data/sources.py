@@ -34,9 +34,11 @@ class PhantomSubject:
 
 
 def phantom_subjects(num_train: int = 12, num_val: int = 2, num_test: int = 4, seed: int = 0,
-                     spacing=(0.8, 0.8, 2.5), noise_hu: float = 25.0) -> list[PhantomSubject]:
+                     spacing=(0.8, 0.8, 2.5), noise_hu: float = 25.0,
+                     disc_mm=(1.8, 3.5)) -> list[PhantomSubject]:
     """Phantom subjects with their split fixed by construction (train, then val, then test seeds)."""
-    spec = PhantomSpec(spacing=tuple(float(s) for s in spacing), noise_hu=float(noise_hu))
+    spec = PhantomSpec(spacing=tuple(float(s) for s in spacing), noise_hu=float(noise_hu),
+                       disc_mm=tuple(float(d) for d in disc_mm))
     subjects, index = [], 0
     for split, count in (("train", num_train), ("val", num_val), ("test", num_test)):
         for _ in range(count):
