@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from real_ct_trees import CT, LABEL, write_manifest
 
 from spine_lightning.data import cache as cache_module
@@ -121,3 +122,41 @@ def test_datamodule_trains_from_the_memory_mapped_cache(tmp_path):
     assert np.array_equal(item["target"].numpy(), target)
     assert np.array_equal(item["weights"].numpy(), boundary_weights(target, 1.1))
     assert item["subject"] == crop["subject"] and item["image"].shape == (1, *SIZE[::-1])
+
+
+def test_centre_jitter_moves_training_crops_and_keeps_evaluation_crops_centred(tmp_path):
+    subjects = _subjects(tmp_path)
+    common = dict(levels=LEVELS, spacing=SPACING, crop_size=SIZE, edge_weight=1.1, flip_lr=False,
+                  preprocess_workers=0, cache_dir=str(tmp_path / "cache"))
+    plain = SpineDataModule(subjects, **common)
+    jittered = SpineDataModule(subjects, centre_jitter_mm=4.0, **common)  # 2 voxels at 2 mm
+    for dm in (plain, jittered):
+        dm.prepare_data()
+        dm.setup()
+    assert jittered.stored_size == tuple(n + 4 for n in SIZE)
+    # Evaluation: the middle of the larger stored crop is exactly the plain crop.
+    a, b = plain.val_dataloader().dataset[0], jittered.val_dataloader().dataset[0]
+    for key in ("image", "target"):
+        assert a[key].shape == b[key].shape and torch.equal(a[key], b[key]), key
+    # Contour weights agree except on the crop's own faces, where the plain crop cannot see beyond.
+    inner = (slice(1, -1),) * 3
+    assert torch.equal(a["weights"][inner], b["weights"][inner])
+    # Training: network-sized inputs whose vertebra moves by up to 2 voxels per axis.
+    plain_train, train = plain.train_dataloader().dataset, jittered.train_dataloader().dataset
+    centre = np.argwhere(plain_train[0]["target"].numpy()).mean(axis=0)
+    torch.manual_seed(0)
+    shifts = []
+    for _ in range(20):
+        item = train[0]
+        assert item["image"].shape == (1, *SIZE[::-1])
+        shifts.append(np.argwhere(item["target"].numpy()).mean(axis=0) - centre)
+    shifts = np.array(shifts)
+    assert np.abs(shifts).max() <= 2.5 and np.abs(shifts).max() >= 1.0
+    assert len({tuple(np.round(s, 3)) for s in shifts}) > 5
+
+
+def test_negative_jitter_is_refused(tmp_path):
+    from spine_lightning.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="centre_jitter_mm"):
+        SpineDataModule(_subjects(tmp_path), centre_jitter_mm=-1.0)

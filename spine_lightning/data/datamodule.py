@@ -47,10 +47,18 @@ def preprocess_subject(subject, levels, crop_size, spacing, strict: bool = False
 
 
 class CropDataset(Dataset):
-    """Crops ready for the network: windowed image, target, boundary weights, level, subject."""
+    """Crops ready for the network: windowed image, target, boundary weights, level, subject.
 
-    def __init__(self, crops: list[dict], window_hu, edge_weight: float, flip_lr: bool = False):
+    Stored crops may be larger than the network's input by `margin` voxels on every side: then the
+    input is cut from their middle, or with `jitter` from a random offset of up to `margin` voxels
+    per axis, so the vertebra to segment sits up to that far from the centre, as it does behind an
+    imperfect localiser.
+    """
+
+    def __init__(self, crops: list[dict], window_hu, edge_weight: float, flip_lr: bool = False,
+                 margin: int = 0, jitter: bool = False):
         self.crops, self.window_hu, self.edge_weight, self.flip_lr = crops, tuple(window_hu), edge_weight, flip_lr
+        self.margin, self.jitter = int(margin), bool(jitter)
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -60,6 +68,11 @@ class CropDataset(Dataset):
         image, target = window(_array(crop, "hu"), *self.window_hu), _array(crop, "target")
         cached = "weights_path" in crop
         weights = _array(crop, "weights") if cached else boundary_weights(target, self.edge_weight)
+        if self.margin:
+            m = self.margin
+            offset = torch.randint(-m, m + 1, (3,)).tolist() if self.jitter else [0, 0, 0]
+            box = tuple(slice(m + o, n - m + o) for o, n in zip(offset, image.shape))
+            image, target, weights = image[box], target[box], weights[box]
         if self.flip_lr and torch.rand(()) < 0.5:  # left-right mirror: anatomy is near symmetric
             image, target, weights = image[..., ::-1], target[..., ::-1], weights[..., ::-1]
         return dict(
@@ -117,12 +130,15 @@ class SpineDataModule(L.LightningDataModule):
         root: str | None = None,
         manifest: str | None = None,
         label_map=None,
+        centre_jitter_mm: float = 0.0,
     ):
         """`cache_dir`: the on-disk preprocessing cache (None: crops in memory, computed per run).
         `strict`: a requested level absent from a subject is an error instead of a warning.
         `fold`, `num_folds`, `split_seed`: k-fold split by subject for sources without a split.
         `root`, `manifest`, `label_map`: the subject source's settings; `subjects` reads them by
-        interpolation (`${data.root}`), they are named here so that the config stays flat."""
+        interpolation (`${data.root}`), they are named here so that the config stays flat.
+        `centre_jitter_mm`: training crops are centred up to this far (per axis) off the vertebra's
+        centroid; crops are stored that much larger, and evaluation uses their middle."""
         super().__init__()
         self.source = dict(root=root, manifest=manifest, label_map=label_map)
         self.cache_dir, self.strict = cache_dir, bool(strict)
@@ -133,6 +149,10 @@ class SpineDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers, self.preprocess_workers = batch_size, num_workers, preprocess_workers
         if self.spacing <= 0:
             raise ConfigError("data.spacing", spacing, "a positive number of millimetres")
+        if not centre_jitter_mm >= 0:
+            raise ConfigError("data.centre_jitter_mm", centre_jitter_mm, "a number of millimetres >= 0")
+        self.margin = int(np.ceil(float(centre_jitter_mm) / self.spacing))
+        self.stored_size = tuple(n + 2 * self.margin for n in self.crop_size)
         if len(self.crop_size) != 3 or min(self.crop_size) < 1:
             raise ConfigError("data.crop_size", list(crop_size), "three positive voxel counts [X, Y, Z]")
         if not self.window_hu[0] < self.window_hu[1]:
@@ -160,7 +180,7 @@ class SpineDataModule(L.LightningDataModule):
         """Compute the missing cache entries of every subject in parallel; returns how many were
         written. Workers write to disk and return a count, so memory does not grow with subjects."""
         cache = CropCache(self.cache_dir)
-        args = (self.levels, self.spacing, self.crop_size, self.edge_weight)
+        args = (self.levels, self.spacing, self.stored_size, self.edge_weight)
         todo = [s for s in self.subjects if cache.missing(cache.keys(s, *args[:3]))]
         written = 0
         with _progress(progress, len(todo)) as advance:
@@ -181,7 +201,7 @@ class SpineDataModule(L.LightningDataModule):
         cache = CropCache(self.cache_dir)
         results = []
         for subject in self.subjects:
-            keys = cache.keys(subject, self.levels, self.spacing, self.crop_size)
+            keys = cache.keys(subject, self.levels, self.spacing, self.stored_size)
             records = []
             for level in self.levels:
                 record = cache.load(keys[level], self.edge_weight)
@@ -200,7 +220,7 @@ class SpineDataModule(L.LightningDataModule):
         if self.cache_dir:
             results = self._cached_crops()
         else:
-            args = [(s, self.levels, self.crop_size, self.spacing, self.strict) for s in self.subjects]
+            args = [(s, self.levels, self.stored_size, self.spacing, self.strict) for s in self.subjects]
             if self.preprocess_workers > 1 and len(args) > 1:
                 with ProcessPoolExecutor(self.preprocess_workers) as pool:
                     results = list(pool.map(preprocess_subject, *zip(*args, strict=True)))
@@ -217,7 +237,8 @@ class SpineDataModule(L.LightningDataModule):
                                  f"none of its subjects has any of {self.levels}")
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = CropDataset(self.crops[split], self.window_hu, self.edge_weight, flip_lr=self.flip_lr and train)
+        dataset = CropDataset(self.crops[split], self.window_hu, self.edge_weight, flip_lr=self.flip_lr and train,
+                              margin=self.margin, jitter=train)
         return DataLoader(dataset, batch_size=self.batch_size if train else 1, shuffle=train,
                           sampler=None if train else _eval_sampler(dataset),
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
