@@ -9,7 +9,8 @@ checkpoint, by default the newest default `python train.py` run under logs/).
 
 Cases: phantoms and the real lumbar CT. The truth is each phantom's label centroids, and for the
 real CT its TotalSegmentator label map (26=S1, 27=L5 ... 31=L1). Only the checkpoint's levels are
-refined (the network never saw the others); the rest keep their coarse centres. A level counts as
+refined (the network never saw the others); the rest keep their coarse centres. With a checkpoint
+the time column is that of both stages together (the refined row). A level counts as
 identified when it is found and its centre is nearer to the truth centroid of its own name than to
 any other vertebra's.
 """
@@ -26,6 +27,7 @@ import SimpleITK as sitk
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES
 from spine_lightning.data.phantom import PhantomSpec, make_phantom
+from spine_lightning.inference import automatic_centres
 from spine_lightning.localization import localize
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
@@ -102,21 +104,19 @@ def main(argv=None) -> int:
     seeds, spec = range(args.first_seed, args.first_seed + args.seeds), PhantomSpec(disc_mm=tuple(args.disc_mm))
     for group, name, image, truth in cases(seeds, args.real, spec):
         t = time.perf_counter()
-        loc = localize(image)
-        found = {"coarse": (loc.centres, time.perf_counter() - t)}
-        if module is not None:
-            from spine_lightning.inference import refine_centres
-
-            t = time.perf_counter()
-            known = {lv: c for lv, c in loc.centres.items() if lv in module.hparams.levels}
-            centres, _ = refine_centres(module, image, known, refine.iterations, refine.max_shift_mm)
-            found["refined"] = ({**loc.centres, **centres}, found["coarse"][1] + time.perf_counter() - t)
+        if module is None:
+            found = {"coarse": (localize(image).centres, time.perf_counter() - t)}
+        else:  # exactly predict's stage; the coarse centres come from its report
+            centres, report = automatic_centres(module, image, module.hparams.levels, refine)
+            coarse = {lv: tuple(c) for lv, c in report["centres_mm"].items()}
+            found = {"coarse": (coarse, None), "refined": ({**coarse, **centres}, time.perf_counter() - t)}
         for stage in stages:
             centres, seconds = found[stage]
             errors = score(centres, truth)
             cells = ["-" if lv not in errors else ("missed/misnamed" if errors[lv] is None else f"{errors[lv]:.1f}")
                      for lv in LEVELS]
-            lines.append(f"| {group}: {name} | {stage} | " + " | ".join(cells) + f" | {seconds:.1f} |")
+            timing = "-" if seconds is None else f"{seconds:.1f}"
+            lines.append(f"| {group}: {name} | {stage} | " + " | ".join(cells) + f" | {timing} |")
             totals.setdefault((group, stage), []).extend(errors.get(lv) for lv in SCORED if lv in errors)
     lines += ["", "L2-L5:", ""] + [f"- {group}, {stage}: {summary(errs)}" for (group, stage), errs in totals.items()]
     if module is not None:

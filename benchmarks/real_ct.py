@@ -24,8 +24,7 @@ from benchmarks.run import newest_default_checkpoint
 from spine_lightning.checkpoints import load_segmentation_module
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import level_value
-from spine_lightning.inference import predict_levels, refine_centres
-from spine_lightning.localization import localize
+from spine_lightning.inference import automatic_centres, predict_levels
 from spine_lightning.prediction import level_summaries, predict_config
 
 LEVELS = ("L2", "L3", "L4", "L5")
@@ -84,9 +83,8 @@ def main(argv=None) -> int:
     image = sitk.ReadImage(str(args.real / "lumbar_ct_3mm.nii.gz"))
     label = sitk.ReadImage(str(args.real / "lumbar_ct_3mm_vertebrae.nii.gz"))
     truth_centres = {TOTALSEG_IDS[v]: c for v, c in label_centroids(label).items() if v in TOTALSEG_IDS}
-    coarse = localize(image).centres
-    refine = predict_config().refine
-    refined, _ = refine_centres(module, image, coarse, refine.iterations, refine.max_shift_mm)
+    refined, report = automatic_centres(module, image, LEVELS, predict_config().refine)
+    coarse = {lv: tuple(c) for lv, c in report["centres_mm"].items()}
     results = {
         "label map": score(module, image, label, truth_centres, truth_centres),
         "localiser": score(module, image, label, truth_centres, coarse),

@@ -13,13 +13,9 @@ from .module import SpineSegmentationModule
 NETWORK_TARGET = "spine_lightning.models.GCNResidualFCN"
 
 
-def load_segmentation_module(path: str | Path, map_location: str | torch.device = "cpu") -> SpineSegmentationModule:
-    """The trained module of a checkpoint written by `train.py`, in eval mode.
-
-    Fails with one line naming the file when it is missing, unreadable, not a checkpoint of this
-    project, or when its weights do not fit the architecture its hyper-parameters describe.
-    """
-    path = Path(path)
+def _read(path: Path, map_location) -> tuple[dict, SpineSegmentationModule]:
+    """The checkpoint's contents and its module with the weights loaded; one-line errors naming the
+    file when it is missing, unreadable, not of this project, or its weights do not fit."""
     if not path.is_file():
         raise SpineError(f"{path}: no such checkpoint file")
     try:
@@ -35,17 +31,23 @@ def load_segmentation_module(path: str | Path, map_location: str | torch.device 
         module.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError:
         raise SpineError(f"{path}: weights do not match the architecture in its hyper-parameters ({net})") from None
-    return module.eval()
+    return ckpt, module
+
+
+def load_segmentation_module(path: str | Path, map_location: str | torch.device = "cpu") -> SpineSegmentationModule:
+    """The trained module of a checkpoint written by `train.py`, in eval mode (see `_read` for the
+    checks)."""
+    return _read(Path(path), map_location)[1].eval()
 
 
 def inference_checkpoint(src: str | Path, dst: str | Path) -> None:
     """Write the part of a training checkpoint that prediction needs (weights, hyper-parameters):
     a third of the size, since optimiser and loop state are dropped; it cannot resume training.
+    Anything predict would refuse is refused here too.
 
         python -c "from spine_lightning.checkpoints import inference_checkpoint as f; f('last.ckpt', 'model.ckpt')"
     """
-    load_segmentation_module(src)  # refuse anything that predict would refuse
-    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    ckpt, _ = _read(Path(src), "cpu")
     keep = ("state_dict", "hyper_parameters", "hparams_name", "pytorch-lightning_version", "epoch", "global_step")
     with atomic_path(Path(dst)) as tmp:
         torch.save({k: ckpt[k] for k in keep if k in ckpt}, tmp)

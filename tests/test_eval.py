@@ -9,22 +9,19 @@ from conftest import ROOT, run_cli
 LEVELS = ("L2", "L3", "L4", "L5")
 
 
-def test_eval_writes_metrics_and_per_case_csv(tiny_checkpoint, tmp_path):
-    out = tmp_path / "eval"
+def _eval_one_phantom(ckpt, out, run_dir, *overrides) -> None:
+    """`eval.py` on one unseen phantom (the test split only), writing into `out`."""
     result = run_cli(
-        [
-            "eval.py",
-            f"ckpt_path={tiny_checkpoint}",
-            "data.subjects.num_train=0",
-            "data.subjects.num_val=0",
-            "data.subjects.num_test=1",
-            "data.subjects.spacing=[1.6,1.6,3.0]",
-            f"output_dir={out}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
+        ["eval.py", f"ckpt_path={ckpt}", "data.subjects.num_train=0", "data.subjects.num_val=0",
+         "data.subjects.num_test=1", f"output_dir={out}", f"hydra.run.dir={run_dir}", *overrides],
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_eval_writes_metrics_and_per_case_csv(tiny_checkpoint, tmp_path):
+    out = tmp_path / "eval"
+    _eval_one_phantom(tiny_checkpoint, out, tmp_path / "run", "data.subjects.spacing=[1.6,1.6,3.0]")
     rows = list(csv.DictReader((out / "cases.csv").open()))
     assert [r["level"] for r in rows] == list(LEVELS)
     for r in rows:
@@ -68,19 +65,6 @@ def test_automatic_centroids_score_as_well_as_label_centroids(tmp_path):
 
     iou = {}
     for source in ("labels", "automatic"):
-        result = run_cli(
-            [
-                "eval.py",
-                f"ckpt_path={DEFAULT_MODEL}",
-                f"centroids={source}",
-                "data.subjects.num_train=0",
-                "data.subjects.num_val=0",
-                "data.subjects.num_test=1",
-                f"output_dir={tmp_path / source}",
-                f"hydra.run.dir={tmp_path / 'run' / source}",
-            ],
-            cwd=ROOT,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
+        _eval_one_phantom(DEFAULT_MODEL, tmp_path / source, tmp_path / "run" / source, f"centroids={source}")
         iou[source] = json.loads((tmp_path / source / "metrics.json").read_text())["eval/iou_mean"]
     assert iou["labels"] > 0.8 and iou["automatic"] >= iou["labels"] - 0.03, iou

@@ -12,7 +12,7 @@ from spine_lightning.checkpoints import load_segmentation_module
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES
 from spine_lightning.data.phantom import make_phantom
-from spine_lightning.inference import refine_centres
+from spine_lightning.inference import automatic_centres, refine_centres
 from spine_lightning.localization import localize
 from spine_lightning.prediction import predict_config
 
@@ -72,18 +72,17 @@ def default_model():
     return load_segmentation_module(DEFAULT_MODEL)
 
 
-def _refined(module, image, centres: dict) -> tuple[dict, dict]:
-    refine = predict_config().refine
-    lumbar = {lv: c for lv, c in centres.items() if lv in module.hparams.levels}
-    return refine_centres(module, image, lumbar, refine.iterations, refine.max_shift_mm)
+def _coarse_and_refined(module, image) -> tuple[dict, dict, dict]:
+    """predict's automatic stage: coarse centres (from its report), refined centres and moves."""
+    refined, report = automatic_centres(module, image, module.hparams.levels, predict_config().refine)
+    return report["centres_mm"], refined, report["refinement_moves_mm"]
 
 
 @pytest.mark.parametrize("seed", [1001, 1002])
 def test_refined_phantom_centres_within_3_mm(default_model, seed):
     image, label = make_phantom(seed)
     truth = {VERSE_NAMES[v]: c for v, c in label_centroids(label).items()}
-    coarse = localize(image).centres
-    refined, moves = _refined(default_model, image, coarse)
+    _, refined, moves = _coarse_and_refined(default_model, image)
     assert set(refined) == {"L2", "L3", "L4", "L5"}
     errors = _errors(refined, truth)
     # Measured on 20 other phantoms (benchmarks/localization.py): at most 1.7 mm after refinement.
@@ -95,8 +94,7 @@ def test_refined_real_ct_centres_within_5_mm(default_model):
     image = sitk.ReadImage(str(REAL / "lumbar_ct_3mm.nii.gz"))
     label = sitk.ReadImage(str(REAL / "lumbar_ct_3mm_vertebrae.nii.gz"))
     truth = {TOTALSEG_IDS[v]: c for v, c in label_centroids(label).items() if v in TOTALSEG_IDS}
-    coarse = localize(image).centres
-    refined, _ = _refined(default_model, image, coarse)
+    coarse, refined, _ = _coarse_and_refined(default_model, image)
     before, after = _errors(coarse, truth), _errors(refined, truth)
     # Measured: coarse 3.9 / 7.0 / 6.6 / 9.9 mm, refined 2.9 / 2.3 / 1.0 / 1.6 mm (L2-L5).
     assert max(after.values()) <= 5.0, after

@@ -64,15 +64,17 @@ class CropDataset(Dataset):
         return len(self.crops)
 
     def __getitem__(self, i: int) -> dict:
-        crop = self.crops[i]
-        image, target = window(_array(crop, "hu"), *self.window_hu), _array(crop, "target")
-        cached = "weights_path" in crop
-        weights = _array(crop, "weights") if cached else boundary_weights(target, self.edge_weight)
-        if self.margin:
-            m = self.margin
+        crop, m = self.crops[i], self.margin
+        hu = _view(crop, "hu")
+        box = (slice(None),) * 3
+        if m:  # the network's input is cut from the stored crop before anything is copied or computed
             offset = torch.randint(-m, m + 1, (3,)).tolist() if self.jitter else [0, 0, 0]
-            box = tuple(slice(m + o, n - m + o) for o, n in zip(offset, image.shape))
-            image, target, weights = image[box], target[box], weights[box]
+            box = tuple(slice(m + o, n - m + o) for o, n in zip(offset, hu.shape))
+        image, target = window(hu[box], *self.window_hu), np.array(_view(crop, "target")[box])
+        if "weights_path" in crop:
+            weights = np.array(_view(crop, "weights")[box])
+        else:  # from the whole stored target, as the cache does: a crop face is not a contour
+            weights = boundary_weights(_view(crop, "target"), self.edge_weight)[box]
         if self.flip_lr and torch.rand(()) < 0.5:  # left-right mirror: anatomy is near symmetric
             image, target, weights = image[..., ::-1], target[..., ::-1], weights[..., ::-1]
         return dict(
@@ -84,11 +86,12 @@ class CropDataset(Dataset):
         )
 
 
-def _array(crop: dict, name: str) -> np.ndarray:
+def _view(crop: dict, name: str) -> np.ndarray:
     """A crop's array: in memory, or memory-mapped from the preprocessing cache (opened per use, so
-    that DataLoader workers never copy it)."""
+    that DataLoader workers never copy it; callers copy only the part they use)."""
     path = crop.get(f"{name}_path")
-    return np.array(np.load(path, mmap_mode="r")) if path else crop[name]
+    return np.load(path, mmap_mode="r") if path else crop[name]
+
 
 def _eval_sampler(dataset: Dataset):
     """Under DDP, give each rank a disjoint share of the evaluation crops, none repeated.
