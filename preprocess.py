@@ -5,14 +5,14 @@ from pathlib import Path
 
 import hydra
 
-from spine_lightning.cli import check_group_choices, run_task
+from spine_lightning.core.cli import check_group_choices, run_task
 
 CONF = str(Path(__file__).resolve().parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="preprocess")
 def main(cfg):
-    from spine_lightning.preprocessing import preprocess
+    from spine_lightning.data.preprocess import preprocess
 
     return run_task(preprocess, cfg)
 

@@ -5,18 +5,18 @@ from pathlib import Path
 
 import hydra
 
-from spine_lightning.cli import check_group_choices, run_task
-from spine_lightning.resume import register_resolvers
+from spine_lightning.core.cli import check_group_choices, run_task
+from spine_lightning.training.resume import register_resolvers
 
 CONF = str(Path(__file__).resolve().parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="train")
 def main(cfg):
-    from spine_lightning.config_checks import validate_train_config
+    from spine_lightning.training.config_checks import validate_train_config
 
     run_task(validate_train_config, cfg)  # fail in a second, before Lightning is even imported
-    from spine_lightning.training import train
+    from spine_lightning.training.run import train
 
     return run_task(train, cfg)
 

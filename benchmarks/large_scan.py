@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from spine_lightning.data.phantom import make_phantom
-from spine_lightning.prediction import peak_rss_mb, predict, predict_config
+from spine_lightning.inference.predict import peak_rss_mb, predict, predict_config
 
 
 def large_phantom(size, path: Path) -> None:

@@ -8,7 +8,7 @@ import torch
 
 from spine_lightning.data.datamodule import SpineDataModule
 from spine_lightning.data.sources import phantom_subjects
-from spine_lightning.module import SpineSegmentationModule
+from spine_lightning.training.module import SpineSegmentationModule
 
 from .training_steps import CPU_NET, _standalone
 

@@ -27,8 +27,8 @@ import SimpleITK as sitk
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES
 from spine_lightning.data.phantom import PhantomSpec, make_phantom
-from spine_lightning.inference import automatic_centres
-from spine_lightning.localization import localize
+from spine_lightning.inference.localization import localize
+from spine_lightning.inference.segment import automatic_centres
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
 SCORED = ("L2", "L3", "L4", "L5")  # the levels the acceptance goals name
@@ -88,8 +88,8 @@ def main(argv=None) -> int:
     module, refine = None, None
     if not args.no_ckpt:
         from benchmarks.run import newest_default_checkpoint
-        from spine_lightning.checkpoints import load_segmentation_module
-        from spine_lightning.prediction import predict_config
+        from spine_lightning.inference.checkpoints import load_segmentation_module
+        from spine_lightning.inference.predict import predict_config
 
         ckpt = args.ckpt or newest_default_checkpoint()
         if ckpt:

@@ -11,7 +11,7 @@ from pathlib import Path
 import SimpleITK as sitk
 import torch
 
-from spine_lightning.module import SpineSegmentationModule
+from spine_lightning.training.module import SpineSegmentationModule
 
 from . import large_scan, preprocessing
 from .training_steps import CPU_NET

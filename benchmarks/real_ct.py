@@ -21,11 +21,12 @@ import SimpleITK as sitk
 
 from benchmarks.localization import TOTALSEG_IDS
 from benchmarks.run import newest_default_checkpoint
-from spine_lightning.checkpoints import load_segmentation_module
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import level_value
-from spine_lightning.inference import automatic_centres, predict_levels
-from spine_lightning.prediction import level_summaries, predict_config
+from spine_lightning.inference.checkpoints import load_segmentation_module
+from spine_lightning.inference.predict import predict_config
+from spine_lightning.inference.segment import automatic_centres, predict_levels
+from spine_lightning.inference.summary import level_summaries
 
 LEVELS = ("L2", "L3", "L4", "L5")
 

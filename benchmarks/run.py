@@ -62,7 +62,7 @@ def newest_default_checkpoint() -> str | None:
     """The last.ckpt of the newest `python train.py` run with the default CPU model, else the
     shipped weights of one such run: an untrained model predicts blobs that fill whole crops, which
     times mesh export, not predict."""
-    from spine_lightning.checkpoints import load_segmentation_module
+    from spine_lightning.inference.checkpoints import load_segmentation_module
 
     for path in sorted((ROOT / "logs" / "train" / "runs").glob("*/checkpoints/last.ckpt"), reverse=True):
         net = load_segmentation_module(path).hparams.net
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
         command="python benchmarks/run.py" + (" --quick" if args.quick else "") + (" --tiny" if args.tiny else ""),
     )
     if args.out:
-        from spine_lightning.io import write_json
+        from spine_lightning.core.io import write_json
 
         write_json(args.out, dict(results=results, verdicts=verdict, meta=meta))
     if not quick:

@@ -7,8 +7,8 @@ import time
 
 import torch
 
-from spine_lightning.losses import weighted_cross_entropy
-from spine_lightning.module import SpineSegmentationModule
+from spine_lightning.training.losses import weighted_cross_entropy
+from spine_lightning.training.module import SpineSegmentationModule
 
 CPU_NET = dict(_target_="spine_lightning.models.GCNResidualFCN", width=4, levels=5, convs=1, kernel=3, gcn_kernel=7,
                norm="instance")

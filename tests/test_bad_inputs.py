@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import ROOT, TINY_TRAIN, run_cli
 
-from spine_lightning.module import SpineSegmentationModule
+from spine_lightning.training.module import SpineSegmentationModule
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ def test_centre_jitter_moves_training_crops_and_keeps_evaluation_crops_centred(t
 
 
 def test_negative_jitter_is_refused(tmp_path):
-    from spine_lightning.errors import ConfigError
+    from spine_lightning.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="centre_jitter_mm"):
         SpineDataModule(_subjects(tmp_path), centre_jitter_mm=-1.0)

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from spine_lightning.checkpoints import inference_checkpoint, load_segmentation_module
-from spine_lightning.errors import SpineError
-from spine_lightning.module import SpineSegmentationModule
+from spine_lightning.core.errors import SpineError
+from spine_lightning.inference.checkpoints import inference_checkpoint, load_segmentation_module
+from spine_lightning.training.module import SpineSegmentationModule
 
 NET = dict(_target_="spine_lightning.models.GCNResidualFCN", width=2, levels=3, convs=1, kernel=3, gcn_kernel=3)
 

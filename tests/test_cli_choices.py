@@ -3,7 +3,7 @@
 import pytest
 from conftest import ROOT
 
-from spine_lightning.cli import check_group_choices
+from spine_lightning.core.cli import check_group_choices
 
 
 def test_plugin_launchers_and_sweepers_are_hydras_to_check():

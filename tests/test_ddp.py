@@ -9,9 +9,9 @@ import lightning as L
 import pytest
 from conftest import ROOT, TINY_TRAIN, run_cli
 from omegaconf import OmegaConf
+from wandb_offline import find_run_files, summarize_run
 
-from spine_lightning.checkpoints import load_segmentation_module
-from spine_lightning.wandb_offline import find_run_files, summarize_run
+from spine_lightning.inference.checkpoints import load_segmentation_module
 
 # One level and three test crops: an odd count that Lightning's default DistributedSampler would pad
 # by repeating a crop (changing the L2 mean); the datamodule's unrepeated eval sampler must not.

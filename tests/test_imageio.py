@@ -9,9 +9,9 @@ import pytest
 import SimpleITK as sitk
 from real_ct_trees import CT, DICOM
 
+from spine_lightning.core.errors import SpineError
 from spine_lightning.data.file_subject import FileSubject
 from spine_lightning.data.imageio import check_same_grid, read_image
-from spine_lightning.errors import SpineError
 
 
 def _volume(size=(12, 10, 8), value=0, pixel=sitk.sitkInt16):

@@ -8,13 +8,13 @@ import pytest
 import SimpleITK as sitk
 from conftest import DEFAULT_MODEL
 
-from spine_lightning.checkpoints import load_segmentation_module
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES
 from spine_lightning.data.phantom import make_phantom
-from spine_lightning.inference import automatic_centres, refine_centres
-from spine_lightning.localization import localize
-from spine_lightning.prediction import predict_config
+from spine_lightning.inference.checkpoints import load_segmentation_module
+from spine_lightning.inference.localization import localize
+from spine_lightning.inference.predict import predict_config
+from spine_lightning.inference.segment import automatic_centres, refine_centres
 
 REAL = Path(__file__).resolve().parent / "data" / "real_ct"
 TOTALSEG_IDS = {31: "L1", 30: "L2", 29: "L3", 28: "L4", 27: "L5", 26: "S1"}

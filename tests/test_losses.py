@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from spine_lightning.losses import adversarial_perturbation, segmentation_loss, weighted_cross_entropy
 from spine_lightning.models import GCNResidualFCN
-from spine_lightning.module import SpineSegmentationModule
+from spine_lightning.training.losses import adversarial_perturbation, segmentation_loss, weighted_cross_entropy
+from spine_lightning.training.module import SpineSegmentationModule
 
 NET = dict(_target_="spine_lightning.models.GCNResidualFCN", width=2, levels=3, convs=1, kernel=3, gcn_kernel=3)
 

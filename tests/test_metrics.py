@@ -1,6 +1,6 @@
 import torch
 
-from spine_lightning.metrics import PerLevelMetrics
+from spine_lightning.evaluation.metrics import PerLevelMetrics
 
 
 def test_per_level_iou_and_dice_equal_a_hand_computation():

@@ -49,3 +49,22 @@ def test_gcn_block_equals_its_separable_definition():
 
     expected = F.conv3d(x, dense_kernel(block.branch_a) + dense_kernel(block.branch_b), padding=k // 2)
     assert torch.allclose(block(x), expected, atol=1e-4)
+
+
+def test_every_encoder_level_has_a_residual_even_with_one_convolution():
+    """V-Net's residual: a level's input is added to its convolutions' output. With the
+    convolutions zeroed, a level must pass its input through (before the fix, a one-convolution
+    level passed nothing: no residual at all in the default `convs: 1` profile)."""
+    import torch
+
+    net = GCNResidualFCN(width=4, levels=3, convs=1, kernel=3, gcn_kernel=5, norm="none")
+    for level in net.encoders:
+        for conv in level.convs.modules():
+            if isinstance(conv, torch.nn.Conv3d):
+                torch.nn.init.zeros_(conv.weight)
+                torch.nn.init.zeros_(conv.bias)
+    x = torch.randn(1, 1, 8, 8, 8)
+    out0 = net.encoders[0](x)  # one-channel CT broadcast over the level's 4 channels
+    assert torch.allclose(out0, x.expand(1, 4, 8, 8, 8))
+    deeper = torch.randn(1, 8, 4, 4, 4)
+    assert torch.allclose(net.encoders[1](deeper), deeper)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from spine_lightning.overlays import BOTH_RGB, PRED_RGB, TARGET_RGB, mid_slices, outline, overlay_panel
+from spine_lightning.evaluation.overlays import BOTH_RGB, PRED_RGB, TARGET_RGB, mid_slices, outline, overlay_panel
 
 
 def test_outline_is_the_mask_boundary():

@@ -11,10 +11,10 @@ import torch
 import trimesh
 from conftest import DEFAULT_MODEL, ROOT, run_cli
 
-from spine_lightning.centroids import write_centroids
+from spine_lightning.core.errors import SpineError
+from spine_lightning.data.centroids import write_centroids
 from spine_lightning.data.crops import label_centroids
-from spine_lightning.errors import SpineError
-from spine_lightning.prediction import predict, predict_config
+from spine_lightning.inference.predict import predict, predict_config
 
 REAL = Path(__file__).resolve().parent / "data" / "real_ct"
 TOTALSEG_TO_VERSE = {31: 20, 30: 21, 29: 22, 28: 23, 27: 24, 26: 26}
@@ -92,7 +92,7 @@ def test_predict_real_ct_with_centroids_and_reference(tiny_checkpoint, real_case
 
 
 def test_centroids_json_round_trip_through_an_oblique_direction(real_case):
-    from spine_lightning.centroids import read_centroids
+    from spine_lightning.data.centroids import read_centroids
 
     image = sitk.ReadImage(str(REAL / "lumbar_ct_3mm.nii.gz"))
     angle = np.deg2rad(20)
@@ -181,8 +181,8 @@ def test_cli_bad_input_is_one_line_and_non_zero(tmp_path):
 
 def test_oblique_scan_gives_the_same_masks_in_physical_space(tiny_checkpoint, real_case):
     """The same anatomy on an oblique grid: masks agree once mapped back, so direction is honoured."""
-    from spine_lightning.checkpoints import load_segmentation_module
-    from spine_lightning.inference import predict_levels
+    from spine_lightning.inference.checkpoints import load_segmentation_module
+    from spine_lightning.inference.segment import predict_levels
 
     module = load_segmentation_module(tiny_checkpoint)
     image = real_case["image"]

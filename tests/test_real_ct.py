@@ -88,7 +88,7 @@ def test_rotated_direction_matrix_gives_the_same_anatomy():
 
 
 def test_levels_absent_from_the_label_are_skipped_with_a_warning_or_fail_when_strict(tmp_path, caplog):
-    from spine_lightning.errors import SpineError
+    from spine_lightning.core.errors import SpineError
 
     subject = folder_subjects(real_manifest(tmp_path), label_map={30: "L2", 29: "L3"})[0]
     crops = preprocess_subject(subject, ["L2", "L3", "L4"], (32, 32, 32), 3.0)

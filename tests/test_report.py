@@ -9,8 +9,8 @@ import pytest
 import yaml
 from conftest import ROOT, run_cli
 
-from spine_lightning.errors import SpineError
-from spine_lightning.report import write_report
+from spine_lightning.core.errors import SpineError
+from spine_lightning.evaluation.report import write_report
 
 LEVELS = ["L2", "L3", "L4", "L5"]
 
@@ -107,7 +107,7 @@ def test_no_finished_run_is_an_error(tmp_path):
 
 
 def test_cli_bad_directory_is_one_line(tmp_path):
-    result = run_cli(["-m", "spine_lightning.report", str(tmp_path / "missing")], cwd=ROOT)
+    result = run_cli(["-m", "spine_lightning.evaluation.report", str(tmp_path / "missing")], cwd=ROOT)
     assert result.returncode != 0
     expected = f"error: {tmp_path / 'missing'}: no such multirun directory"
     assert result.stderr.strip().splitlines() == [expected]

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from spine_lightning.localization import canonical_grid
-from spine_lightning.scan import Scan
+from spine_lightning.data.scan import Scan
+from spine_lightning.inference.localization import canonical_grid
 
 REAL = Path(__file__).resolve().parent / "data" / "real_ct" / "lumbar_ct_3mm.nii.gz"
 

@@ -7,12 +7,12 @@ import pytest
 import SimpleITK as sitk
 from real_ct_trees import CT, LABEL, write_manifest, write_totalseg_tree, write_verse_tree
 
+from spine_lightning.core.errors import ConfigError, SpineError
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.file_subject import FileSubject, read_verse_centroids
 from spine_lightning.data.labels import TOTALSEG_IDS, VERSE_LABELS, resolve_label_map
 from spine_lightning.data.sources import folder_subjects, totalseg_subjects, verse_subjects
 from spine_lightning.data.splits import assign_folds
-from spine_lightning.errors import ConfigError, SpineError
 
 
 def test_verse_numbering_and_totalseg_ids():

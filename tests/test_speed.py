@@ -7,7 +7,7 @@ from conftest import ROOT
 from hydra import compose, initialize_config_dir
 
 from spine_lightning.models import GCNResidualFCN
-from spine_lightning.speed import apply_speed_options, use_channels_last
+from spine_lightning.training.speed import apply_speed_options, use_channels_last
 
 
 def small_net():
@@ -39,7 +39,7 @@ def test_channels_last_changes_layout_not_result():
 
 def test_switches_are_ignored_with_a_warning_on_cpu(caplog):
     net = small_net()
-    with caplog.at_level(logging.WARNING, logger="spine_lightning.speed"):
+    with caplog.at_level(logging.WARNING, logger="spine_lightning.training.speed"):
         applied = apply_speed_options(net, channels_last=True, compile=True, accelerator="cpu")
     assert applied == []
     assert "channels_last=true and compile=true ignored" in caplog.text

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import SimpleITK as sitk
 
-from spine_lightning.evaluation import score_levels, summarise
-from spine_lightning.metrics import overlap, surface_distances
+from spine_lightning.evaluation.metrics import overlap, surface_distances
+from spine_lightning.evaluation.score import score_levels, summarise
 
 
 def _label_map(arr: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> sitk.Image:

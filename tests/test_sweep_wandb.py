@@ -7,8 +7,7 @@ import json
 
 import pytest
 from conftest import ROOT, TINY_TRAIN, run_cli
-
-from spine_lightning.wandb_offline import find_run_files, read_records, summarize_run
+from wandb_offline import find_run_files, read_records, summarize_run
 
 METHODS = ["baseline", "edge_adv"]
 LEVELS = ["L2", "L3", "L4", "L5"]
@@ -61,7 +60,7 @@ def test_per_level_curves_overlays_and_case_table(sweep_dir):
 
 
 def test_report_counts_every_run(sweep_dir):
-    result = run_cli(["-m", "spine_lightning.report", str(sweep_dir)], cwd=ROOT)
+    result = run_cli(["-m", "spine_lightning.evaluation.report", str(sweep_dir)], cwd=ROOT)
     assert result.returncode == 0, result.stderr
     with open(sweep_dir / "ablation.csv", newline="") as f:
         rows = {row["level"]: row for row in csv.DictReader(f)}

@@ -4,8 +4,7 @@ import json
 
 import pytest
 from conftest import TINY_TRAIN, run_cli
-
-from spine_lightning.wandb_offline import find_run_files, summarize_run
+from wandb_offline import find_run_files, summarize_run
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import OmegaConf
 
-from spine_lightning.callbacks import FiniteModelCheckpoint, RngStateCheckpoint
-from spine_lightning.checkpoint_io import AtomicCheckpointIO
-from spine_lightning.config_checks import validate_train_config
-from spine_lightning.errors import SpineError
-from spine_lightning.module import SpineSegmentationModule
-from spine_lightning.resume import find_resumable_run, register_resolvers, wandb_run_id
+from spine_lightning.core.errors import SpineError
+from spine_lightning.training.callbacks import FiniteModelCheckpoint, RngStateCheckpoint
+from spine_lightning.training.checkpoint_io import AtomicCheckpointIO
+from spine_lightning.training.config_checks import validate_train_config
+from spine_lightning.training.module import SpineSegmentationModule
+from spine_lightning.training.resume import find_resumable_run, register_resolvers, wandb_run_id
 
 NET = dict(_target_="spine_lightning.models.GCNResidualFCN", width=2, levels=2, convs=1, kernel=3,
            gcn_kernel=3)

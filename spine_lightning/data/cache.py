@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path, write_json
-from .boundary import boundary_weights
-from .crops import crop_pair, label_centroids
-from .labels import level_value
+from spine_lightning.core.io import atomic_path, sha256, write_json
+from spine_lightning.data.boundary import boundary_weights
+from spine_lightning.data.crops import crop_pair, label_centroids
+from spine_lightning.data.labels import level_value
 
 CACHE_VERSION = 1  # bump when the crop computation changes
 
@@ -40,13 +40,11 @@ def file_digest(path, memo_dir: Path | None = None) -> str:
     memo = memo_dir / "digests" / stat_key if memo_dir else None
     if memo and memo.exists():
         return memo.read_text().strip()
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 22):
-                digest.update(chunk)
-    value = digest.hexdigest()
+    if path.is_dir():  # a DICOM series: every file's digest under its name in the folder
+        listing = [[f.relative_to(path).as_posix(), sha256(f)] for f in files]
+        value = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+    else:
+        value = sha256(path)
     if memo:
         with atomic_path(memo) as tmp:
             tmp.write_text(value)

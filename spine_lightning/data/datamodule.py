@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import ConfigError, SpineError
-from .boundary import boundary_weights
-from .cache import CropCache, fill_one
-from .crops import crop_pair, label_centroids
-from .intensity import window
-from .labels import check_levels, level_value
-from .splits import assign_folds
+from spine_lightning.core.errors import ConfigError, SpineError
+from spine_lightning.data.boundary import boundary_weights
+from spine_lightning.data.cache import CropCache, fill_one
+from spine_lightning.data.crops import crop_pair, label_centroids
+from spine_lightning.data.intensity import window
+from spine_lightning.data.labels import check_levels, level_value
+from spine_lightning.data.splits import assign_folds
 
 log = logging.getLogger(__name__)
 

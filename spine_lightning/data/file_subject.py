@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import SpineError
-from .crops import label_centroids
-from .imageio import check_same_grid, read_image
-from .labels import VERSE_LABELS
+from spine_lightning.core.errors import SpineError
+from spine_lightning.data.crops import label_centroids
+from spine_lightning.data.imageio import check_same_grid, read_image
+from spine_lightning.data.labels import VERSE_LABELS
 
 
 @dataclass(frozen=True)

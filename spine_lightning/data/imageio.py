@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import SpineError
+from spine_lightning.core.errors import SpineError
 
 FORMATS = "NIfTI (.nii, .nii.gz), NRRD, MHA or a DICOM series folder"
 # Geometry tolerances: header round-off, not a different grid.

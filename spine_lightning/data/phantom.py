@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .labels import VERSE_LABELS
+from spine_lightning.data.labels import VERSE_LABELS
 
 STACK = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")  # top to bottom
 AIR_HU, FAT_HU, SOFT_HU, DISC_HU = -1000.0, -100.0, 40.0, 80.0

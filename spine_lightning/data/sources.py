@@ -9,10 +9,10 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from ..errors import ConfigError, SpineError
-from .file_subject import FileSubject
-from .labels import DEFAULT_LEVELS, check_levels, resolve_label_map, totalseg_structure_file
-from .phantom import PhantomSpec, make_phantom
+from spine_lightning.core.errors import ConfigError, SpineError
+from spine_lightning.data.file_subject import FileSubject
+from spine_lightning.data.labels import DEFAULT_LEVELS, check_levels, resolve_label_map, totalseg_structure_file
+from spine_lightning.data.phantom import PhantomSpec, make_phantom
 
 log = logging.getLogger(__name__)
 

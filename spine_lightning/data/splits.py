@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from ..errors import ConfigError, SpineError
+from spine_lightning.core.errors import ConfigError, SpineError
 
 
 def assign_folds(subjects: list, fold: int = 0, num_folds: int = 5, seed: int = 0) -> list:

@@ -1,5 +1,5 @@
 """Network blocks and the GCN-residual FCN (plain PyTorch, no Lightning)."""
 
-from .gcn_residual_fcn import GCNResidualFCN
+from spine_lightning.models.gcn_residual_fcn import GCNResidualFCN
 
 __all__ = ["GCNResidualFCN"]

@@ -1,7 +1,7 @@
 """The GCN-residual fully convolutional network for single-vertebra segmentation.
 
 Encoder–decoder with `levels` resolution levels. Encoder level: `convs` k×k×k convolutions + PReLU
-with a residual connection (first + last feature map of the level), then a stride-2 convolution that
+with a residual connection (level input + level output, as in V-Net), then a stride-2 convolution that
 doubles the channels. Decoder level: a transposed convolution that halves the channels, concatenation
 with the encoder's skip, `convs` GCN blocks (large separable kernel) + PReLU, and again a residual.
 A 1×1×1 convolution gives class logits; `predict_proba` applies the softmax. `norm` optionally
@@ -13,18 +13,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ConvPReLU, DownConv, GCNPReLU, UpConv
+from spine_lightning.models.blocks import ConvPReLU, DownConv, GCNPReLU, UpConv
 
 
 class EncoderLevel(nn.Module):
+    """`convs` convolutions with a residual connection from the level's input to its output, as
+    in V-Net (so a level with one convolution has one too). A one-channel input (the CT) is
+    broadcast over the level's channels; any other change of width goes through a 1×1×1 projection."""
+
     def __init__(self, in_ch: int, ch: int, convs: int, kernel: int, norm: str):
         super().__init__()
-        self.first = ConvPReLU(in_ch, ch, kernel, norm)
-        self.rest = nn.Sequential(*[ConvPReLU(ch, ch, kernel, norm) for _ in range(convs - 1)])
+        self.convs = nn.Sequential(*[ConvPReLU(in_ch if i == 0 else ch, ch, kernel, norm) for i in range(convs)])
+        self.shortcut = nn.Identity() if in_ch in (1, ch) else nn.Conv3d(in_ch, ch, 1)
 
     def forward(self, x):
-        first = self.first(x)
-        return first + self.rest(first) if len(self.rest) else first
+        return self.convs(x) + self.shortcut(x)
 
 
 class DecoderLevel(nn.Module):

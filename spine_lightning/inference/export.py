@@ -17,7 +17,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage import measure
 
-from .io import atomic_path
+from spine_lightning.core.io import atomic_path
 
 DEVIATION_COLOURS = ["blue", "green", "red"]  # inside, on, outside the reference surface
 DISPLAY_FACES = 20_000

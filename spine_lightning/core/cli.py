@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 
-from . import resolvers  # noqa: F401  (config resolvers must exist before Hydra resolves anything)
-from .errors import SpineError
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, Override
+from hydra.errors import OverrideParseException
+
+from spine_lightning.core import resolvers  # noqa: F401
+from spine_lightning.core.errors import SpineError
 
 log = logging.getLogger("spine_lightning")
 DEBUG_ENV = "SPINE_LIGHTNING_DEBUG"
@@ -20,6 +23,17 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def parse_override(arg: str) -> Override | None:
+    """One command-line override as Hydra parses it, or None for a flag or what Hydra would refuse
+    (Hydra then says why itself)."""
+    if arg.startswith("-"):
+        return None
+    try:
+        return OverridesParser.create().parse_override(arg)
+    except OverrideParseException:
+        return None
+
+
 def check_group_choices(argv: list[str], conf_dir: str | Path) -> None:
     """Reject `group=name` overrides whose config file does not exist, listing the allowed names.
 
@@ -27,14 +41,21 @@ def check_group_choices(argv: list[str], conf_dir: str | Path) -> None:
     """
     conf_dir = Path(conf_dir)
     for arg in argv:
-        m = re.fullmatch(r"\+{0,2}([A-Za-z_][\w/]*)=(.*)", arg)
-        if not m or not (conf_dir / m.group(1)).is_dir() or m.group(1).startswith("hydra/"):
+        override = parse_override(arg)
+        if override is None or override.is_delete():
+            continue
+        group = override.key_or_group
+        if not (conf_dir / group).is_dir() or group.startswith("hydra/"):
             continue  # hydra/launcher, hydra/sweeper, ...: plugins bring choices of their own
-        group, value = m.groups()
-        if not value or value == "null" or "(" in value:  # sweep functions are Hydra's to parse
+        value = override.value()
+        if isinstance(value, ChoiceSweep):
+            names = [str(v) for v in value.list]
+        elif isinstance(value, str) and value:
+            names = [value]
+        else:  # null, ranges, globs, interval sweeps: Hydra's to interpret
             continue
         allowed = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
-        for name in value.split(","):
+        for name in names:
             if name not in allowed:
                 fail(f"{group}={name}: no such {group}; allowed: {', '.join(allowed)}", 2)
 

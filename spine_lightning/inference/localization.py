@@ -19,8 +19,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage, signal
 
-from .data.crops import AIR_HU
-from .scan import Scan, as_scan
+from spine_lightning.data.crops import AIR_HU
+from spine_lightning.data.scan import Scan, as_scan
 
 GRID_MM = 2.0
 BONE_HU = 150.0

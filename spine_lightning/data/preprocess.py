@@ -8,8 +8,8 @@ import time
 import hydra
 from omegaconf import DictConfig
 
-from .data.labels import check_levels
-from .errors import ConfigError
+from spine_lightning.core.errors import ConfigError
+from spine_lightning.data.labels import check_levels
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from .overlays import overlay_panel
+from spine_lightning.evaluation.overlays import overlay_panel
 
 CASE_COLUMNS = ["subject", "level", "iou", "dice"]
 

@@ -17,11 +17,11 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from .data.crops import crop_frame, resample_to_frame
-from .data.intensity import window
-from .data.labels import level_value
-from .localization import localize
-from .scan import Scan, as_scan
+from spine_lightning.data.crops import crop_frame, resample_to_frame
+from spine_lightning.data.intensity import window
+from spine_lightning.data.labels import level_value
+from spine_lightning.data.scan import Scan, as_scan
+from spine_lightning.inference.localization import localize
 
 PROBABILITY_SCALE = 255  # probabilities are kept as uint8 on the (possibly huge) input grid
 DEFAULT_PREPROCESSING = dict(spacing=1.0, crop_size=[96, 112, 64], window_hu=[-1000.0, 2000.0])

@@ -14,13 +14,13 @@ import SimpleITK as sitk
 from omegaconf import DictConfig
 from rich.progress import track
 
-from .checkpoints import load_segmentation_module
-from .data.crops import label_centroids
-from .data.labels import VERSE_NAMES, level_value
-from .errors import ConfigError, SpineError
-from .inference import automatic_centres, predict_levels
-from .io import atomic_path, write_json
-from .metrics import overlap, surface_distances
+from spine_lightning.core.errors import ConfigError, SpineError
+from spine_lightning.core.io import atomic_path, write_json
+from spine_lightning.data.crops import label_centroids
+from spine_lightning.data.labels import VERSE_NAMES, level_value
+from spine_lightning.evaluation.metrics import overlap, surface_distances
+from spine_lightning.inference.checkpoints import load_segmentation_module
+from spine_lightning.inference.segment import automatic_centres, predict_levels
 
 log = logging.getLogger(__name__)
 CENTROID_SOURCES = ("labels", "automatic")

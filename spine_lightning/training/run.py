@@ -11,15 +11,15 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import has_nonfinite_parameters
-from .config_checks import check_resume_checkpoint, check_subject_ids, validate_train_config
-from .ddp_hydra import end_ddp_job, start_ranks_as_job_runs
-from .errors import SpineError
-from .io import write_json
-from .module import SpineSegmentationModule
-from .resolvers import sweep_group  # noqa: F401  (registers ${sweep_group:} for logger.wandb.group)
-from .resume import checkpoint_to_resume, wandb_run_id
-from .speed import apply_speed_options
+from spine_lightning.core.errors import SpineError
+from spine_lightning.core.io import write_json
+from spine_lightning.core.resolvers import sweep_group  # noqa: F401  (registers ${sweep_group:} for logger.wandb.group)
+from spine_lightning.training.callbacks import has_nonfinite_parameters
+from spine_lightning.training.config_checks import check_resume_checkpoint, check_subject_ids, validate_train_config
+from spine_lightning.training.ddp_hydra import end_ddp_job, start_ranks_as_job_runs
+from spine_lightning.training.module import SpineSegmentationModule
+from spine_lightning.training.resume import checkpoint_to_resume, wandb_run_id
+from spine_lightning.training.speed import apply_speed_options
 
 log = logging.getLogger(__name__)
 

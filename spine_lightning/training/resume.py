@@ -13,7 +13,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .io import atomic_path
+from spine_lightning.core.cli import parse_override
+from spine_lightning.core.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ def run_dir_of_checkpoint(ckpt_path: str | Path) -> Path | None:
 def _training_overrides(overrides) -> list[str]:
     keep = []
     for item in overrides or []:
-        key = str(item).lstrip("+~").split("=", 1)[0]
+        override = parse_override(str(item))
+        key = override.key_or_group if override else str(item)
         if not key.startswith(_START_KEYS):
             keep.append(str(item))
     return sorted(keep)

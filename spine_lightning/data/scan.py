@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from spine_lightning.core.errors import SpineError
+from spine_lightning.data.imageio import FORMATS, read_image
+
 STREAMED_SUFFIXES = (".nii", ".mha", ".mhd", ".nrrd")  # uncompressed: a region read reads only that region
 
 
@@ -45,7 +48,12 @@ class Scan:
             reader.SetFileName(str(path))
             reader.SetExtractIndex([int(i) for i in start])
             reader.SetExtractSize([int(n) for n in size])
-            return reader.Execute()
+            try:
+                region = reader.Execute()
+            except RuntimeError:  # e.g. a file shorter than its header says
+                raise SpineError(f"{path}: voxels could not be read (truncated or damaged file)") from None
+            _check_finite(region, path)
+            return region
 
         scan = cls(header.GetSize(), header.GetSpacing(), header.GetOrigin(), header.GetDirection(), read)
         scan.dimension, scan.components = header.GetDimension(), header.GetNumberOfComponents()
@@ -87,6 +95,29 @@ class Scan:
             if k + n >= self.size[2]:
                 return
             k += n - 1
+
+
+def _check_finite(image: sitk.Image, path) -> None:
+    """The same refusal as `read_image`, for the regions of a streamed file as they are read."""
+    if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        if not np.isfinite(sitk.GetArrayViewFromImage(image)).all():
+            raise SpineError(f"{path}: contains NaN or infinite voxel values")
+
+
+def open_scan(path: str | Path) -> Scan:
+    """A CT as a Scan: uncompressed single files are streamed region by region (a large scan is
+    never held whole); compressed files and DICOM series go through `read_image`, the one reader of
+    the package (gzip CRC, NaN and series checks, metadata stripped)."""
+    path = Path(path)
+    if path.is_file() and path.name.lower().endswith(STREAMED_SUFFIXES):
+        try:
+            scan = Scan.streamed(path)
+        except RuntimeError:
+            raise SpineError(f"{path}: not a readable image; expected {FORMATS}") from None
+        if scan.dimension != 3 or scan.components != 1:
+            raise SpineError(f"{path}: not a 3-D single-channel CT (dimension {scan.dimension})")
+        return scan
+    return Scan.in_memory(read_image(path))
 
 
 def as_scan(image: sitk.Image | Scan) -> Scan:

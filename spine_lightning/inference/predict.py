@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import resource
 import time
@@ -13,138 +12,27 @@ import SimpleITK as sitk
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import track
 
-from .centroids import read_centroids
-from .checkpoints import load_segmentation_module
-from .data.labels import LUMBAR_LEVELS, level_value
-from .errors import ConfigError, SpineError
-from .export import mask_mesh, signed_distance_at, write_deviation_png, write_mesh
-from .inference import PROBABILITY_SCALE, Prediction, automatic_centres, predict_levels, preprocessing_of
-from .io import atomic_path, write_json
-from .scan import STREAMED_SUFFIXES, Scan
+from spine_lightning.core.errors import ConfigError, SpineError
+from spine_lightning.core.io import atomic_path, sha256, write_json
+from spine_lightning.data.centroids import read_centroids
+from spine_lightning.data.imageio import read_image
+from spine_lightning.data.labels import LUMBAR_LEVELS, level_value
+from spine_lightning.data.scan import STREAMED_SUFFIXES, open_scan
+from spine_lightning.inference.checkpoints import load_segmentation_module
+from spine_lightning.inference.export import mask_mesh, signed_distance_at, write_deviation_png, write_mesh
+from spine_lightning.inference.inputs import case_name, check_writable, find_cases
+from spine_lightning.inference.segment import automatic_centres, predict_levels, preprocessing_of
+from spine_lightning.inference.summary import level_summaries
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
-
-
-def _read_input(path: Path) -> sitk.Image:
-    """The one place that reads a CT (a file, or a folder holding one DICOM series)."""
-    try:
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            files = reader.GetGDCMSeriesFileNames(str(path))
-            if not files:
-                raise RuntimeError("no DICOM series")
-            reader.SetFileNames(files)
-            image = reader.Execute()
-        else:
-            image = sitk.ReadImage(str(path))
-    except RuntimeError:
-        raise SpineError(
-            f"{path}: not a readable image (NIfTI, MHA, NRRD or a DICOM series folder)"
-        ) from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise SpineError(f"{path}: not a 3-D single-channel CT (dimension {image.GetDimension()})")
-    return image
-
-
-def _open_input(path: Path) -> Scan:
-    """The CT as a Scan: uncompressed single files are streamed region by region (a large scan is
-    never held whole); compressed files and DICOM series are read whole by `_read_input`."""
-    if path.is_file() and path.name.lower().endswith(STREAMED_SUFFIXES):
-        try:
-            scan = Scan.streamed(path)
-        except RuntimeError:
-            raise SpineError(
-                f"{path}: not a readable image (NIfTI, MHA, NRRD or a DICOM series folder)"
-            ) from None
-        if scan.dimension != 3 or scan.components != 1:
-            raise SpineError(f"{path}: not a 3-D single-channel CT (dimension {scan.dimension})")
-        return scan
-    return Scan.in_memory(_read_input(path))
-
-
-def _case_name(path: Path) -> str:
-    name = path.name
-    for suffix in IMAGE_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def _cases(path: Path) -> list[Path]:
-    """One CT per entry: the file, the DICOM folder, or every image file in a folder of CTs."""
-    if not path.exists():
-        raise SpineError(f"input={path}: no such file or folder")
-    if path.is_file() or sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path)):
-        return [path]
-    found = sorted(
-        p
-        for p in path.iterdir()
-        if p.name.endswith(IMAGE_SUFFIXES)
-        or (p.is_dir() and sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(p)))
-    )
-    if not found:
-        raise SpineError(
-            f"input={path}: folder holds no CT ({', '.join(IMAGE_SUFFIXES)} files or DICOM series)"
-        )
-    return found
-
-
-def _check_writable(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out_dir / ".write-test") as tmp:
-            tmp.write_bytes(b"")
-        (out_dir / ".write-test").unlink()
-    except OSError as err:
-        raise SpineError(f"output_dir={out_dir}: not writable ({err.strerror})") from None
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def level_summaries(pred: Prediction, levels) -> dict[str, tuple[dict, sitk.Image]]:
-    """Per level present: volume, centroid, bounding box and mean probability on the input grid,
-    and the level's mask cut to its bounding box (same physical geometry, a fraction of the grid)."""
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(pred.label)
-    present, out = set(stats.GetLabels()), {}
-    for level in levels:
-        value = level_value(level)
-        if value not in present:
-            continue
-        x0, y0, z0, nx, ny, nz = stats.GetBoundingBox(value)
-        corners = [
-            pred.label.TransformIndexToPhysicalPoint((x, y, z))
-            for x in (x0, x0 + nx - 1)
-            for y in (y0, y0 + ny - 1)
-            for z in (z0, z0 + nz - 1)
-        ]
-        box = (slice(z0, z0 + nz), slice(y0, y0 + ny), slice(x0, x0 + nx))
-        mask = sitk.GetArrayViewFromImage(pred.label)[box] == value
-        summary = dict(
-            volume_mm3=float(stats.GetPhysicalSize(value)),
-            centroid_mm=list(stats.GetCentroid(value)),
-            bbox_mm=dict(min=np.min(corners, axis=0).tolist(), max=np.max(corners, axis=0).tolist()),
-            bbox_index=dict(start=[x0, y0, z0], size=[nx, ny, nz]),
-            mean_probability=float(pred.probability[box][mask].mean()) / PROBABILITY_SCALE,
-            crop_centre_mm=list(pred.centres[level]),
-        )
-        out[level] = (summary, sitk.RegionOfInterest(pred.label, [nx, ny, nz], [x0, y0, z0]) == value)
-    return out
-
-
 def _read_reference(path: Path) -> sitk.Image:
-    reference = _read_input(path)
+    reference = read_image(path)
     values = set(np.unique(sitk.GetArrayViewFromImage(reference)).tolist()) - {0}
     if not values & {level_value(lv) for lv in LUMBAR_LEVELS}:
         raise SpineError(f"reference={path}: holds no lumbar label in VerSe numbering (L1-L5 = 20-24)")
@@ -154,7 +42,7 @@ def _read_reference(path: Path) -> sitk.Image:
 def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: str) -> dict:
     """All outputs of one CT; inputs are read and checked before anything is written."""
     timings, t0 = {}, time.perf_counter()
-    scan = _open_input(path)
+    scan = open_scan(path)
     timings["read_s"] = time.perf_counter() - t0
     reference = _read_reference(Path(cfg.reference)) if cfg.get("reference") else None
     levels = list(cfg.levels or module.hparams.levels)
@@ -172,7 +60,7 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
     pred = predict_levels(module, scan, centres)
     timings["predict_s"] = time.perf_counter() - t
 
-    case = _case_name(path)
+    case = case_name(path)
     t = time.perf_counter()
     with atomic_path(out_dir / f"{case}_seg.nii.gz") as tmp:
         sitk.WriteImage(pred.label, str(tmp), useCompression=True)
@@ -244,7 +132,7 @@ def predict(cfg: DictConfig) -> list[dict]:
         raise SpineError("ckpt_path: required (a checkpoint written by train.py)")
     if not cfg.get("input"):
         raise SpineError("input: required (a CT file, a DICOM folder, or a folder of CTs)")
-    cases = _cases(Path(cfg.input))
+    cases = find_cases(Path(cfg.input))
     if len(cases) > 1 and (cfg.get("centroids") or cfg.get("reference")):
         raise SpineError(
             f"input={cfg.input}: centroids and reference apply to one CT, not to a folder of CTs"
@@ -257,7 +145,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     for level in cfg.levels or []:
         level_value(level)
     out_dir = Path(cfg.output_dir)
-    _check_writable(out_dir)
+    check_writable(out_dir)
     ckpt_hash = sha256(Path(cfg.ckpt_path))
     reports = []
     for path in track(cases, description="predicting", disable=len(cases) < 2):

@@ -10,9 +10,9 @@ import lightning as L
 import numpy as np
 import torch
 
-from .errors import SpineError
-from .losses import adversarial_perturbation, segmentation_loss, weighted_cross_entropy
-from .metrics import PerLevelMetrics, surface_distances
+from spine_lightning.core.errors import SpineError
+from spine_lightning.evaluation.metrics import PerLevelMetrics, surface_distances
+from spine_lightning.training.losses import adversarial_perturbation, segmentation_loss, weighted_cross_entropy
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import fail
+from spine_lightning.core.cli import fail
 
 
 def unwritable_reason(directory: str | Path) -> str | None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from .data.labels import LUMBAR_LEVELS, VERSE_NAMES
-from .errors import SpineError
-from .io import write_json
+from spine_lightning.core.errors import SpineError
+from spine_lightning.core.io import write_json
+from spine_lightning.data.labels import LUMBAR_LEVELS, VERSE_NAMES
 
 _OPPOSITE = dict(zip("LRAPSI", "RLPAIS", strict=True))
 
@@ -57,7 +57,7 @@ def write_centroids(
     axis_code=("P", "I", "R"),
 ) -> None:
     """Write physical centroids as a VerSe centroid file for `image` (the inverse of read_centroids)."""
-    from .data.labels import VERSE_LABELS
+    from spine_lightning.data.labels import VERSE_LABELS
 
     oriented = sitk.DICOMOrient(image, _itk_code(axis_code))
     entries: list[dict] = [{"direction": list(axis_code)}]

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .data.labels import check_levels
-from .errors import ConfigError, SpineError
-from .losses import PERTURBATIONS
+from spine_lightning.core.errors import ConfigError, SpineError
+from spine_lightning.data.labels import check_levels
+from spine_lightning.inference.checkpoints import read_checkpoint
+from spine_lightning.training.losses import PERTURBATIONS
 
 _MISSING = object()
 NONFINITE_MODES = ("stop", "skip")
@@ -144,17 +145,7 @@ def check_subject_ids(subjects) -> None:
 def check_resume_checkpoint(path: str | Path, model_cfg: DictConfig) -> None:
     """A checkpoint to resume from must be readable with `weights_only=True` and hold the network the
     config asks for; otherwise Lightning would fail later with a long traceback."""
-    import torch
-
-    if not Path(path).is_file():
-        raise SpineError(f"{path}: no such checkpoint file (ckpt_path)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a file that is not a checkpoint
-        raise SpineError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
-    net = ckpt.get("hyper_parameters", {}).get("net") if isinstance(ckpt, dict) else None
-    if not isinstance(net, dict) or "state_dict" not in ckpt:
-        raise SpineError(f"{path}: not a spine_lightning training checkpoint (no network hyper-parameters)")
+    net = read_checkpoint(path)["hyper_parameters"]["net"]
     wanted = OmegaConf.to_container(model_cfg, resolve=True)
     if net != wanted:
         diff = {k: (net.get(k), wanted.get(k)) for k in sorted(set(net) | set(wanted))
