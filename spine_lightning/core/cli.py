@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
 from pathlib import Path
 
+import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, Override
 from hydra.errors import OverrideParseException
@@ -16,6 +18,58 @@ from spine_lightning.core.errors import SpineError
 
 log = logging.getLogger("spine_lightning")
 DEBUG_ENV = "SPINE_LIGHTNING_DEBUG"
+# The stage functions behind the entry points, named as Hydra names targets: core imports no stage.
+TASKS = {
+    "train": ("spine_lightning.training.config_checks:validate_train_config", "spine_lightning.training.run:train"),
+    "predict": (None, "spine_lightning.inference.predict:predict"),
+    "eval": (None, "spine_lightning.evaluation.score:evaluate"),
+    "preprocess": (None, "spine_lightning.data.preprocess:preprocess"),
+}
+
+
+def conf_dir() -> Path:
+    """The Hydra configs: `conf/` of a checkout, or the copy a wheel installs as `spine_lightning/conf`."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "conf"
+    return installed if installed.is_dir() else package.parent / "conf"
+
+
+def _function(name: str):
+    module, attr = name.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def run_entry(config_name: str):
+    """An entry point: `python train.py ...` and the console script `spine-train ...` both land here.
+    Checks group choices in one line, composes `conf/<config_name>.yaml` with the command line's
+    overrides, runs the config checks (before heavy imports) and then the task."""
+    checks, task = TASKS[config_name]
+    conf = str(conf_dir())
+    check_group_choices(sys.argv[1:], conf)
+
+    @hydra.main(version_base="1.3", config_path=conf, config_name=config_name)
+    def main(cfg):
+        if checks:
+            run_task(_function(checks), cfg)
+        return run_task(_function(task), cfg)
+
+    return main()
+
+
+def train_main():
+    return run_entry("train")
+
+
+def predict_main():
+    return run_entry("predict")
+
+
+def eval_main():
+    return run_entry("eval")
+
+
+def preprocess_main():
+    return run_entry("preprocess")
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import track
 
+from spine_lightning.core.cli import conf_dir
 from spine_lightning.core.errors import ConfigError, SpineError
 from spine_lightning.core.io import atomic_path, sha256, write_json
 from spine_lightning.data.centroids import read_centroids
@@ -159,8 +160,7 @@ def predict_config(**values) -> DictConfig:
     (tests, benchmarks) without a Hydra run."""
     from hydra import compose, initialize_config_dir
 
-    conf_dir = Path(__file__).resolve().parent.parent / "conf"
-    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose("predict", overrides=["output_dir=null"])
     task = {k: v for k, v in cfg.items() if k not in ("paths", "hydra")}
     return OmegaConf.merge(OmegaConf.create(task), values)
