@@ -1,6 +1,6 @@
 """Centroid error (mm) and identification rate of automatic localisation.
 
-    python -m benchmarks.localization [--seeds 20] [--ckpt C | --no-ckpt] [--real tests/data/real_ct]
+    python -m benchmarks.localization [--seeds 20] [--ckpt C | --no-ckpt] [--real spine_lightning/data/assets/real_ct]
         [--out benchmarks/results/localization.md]
 
 Two stages are scored: the weight-free localiser alone ("coarse"), and its centres re-centred by
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES
 from spine_lightning.data.phantom import PhantomSpec, make_phantom
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-ckpt", action="store_true", help="score the coarse stage only")
     parser.add_argument("--disc-mm", type=float, nargs=2, metavar=("LO", "HI"), default=PhantomSpec.disc_mm,
                         help="phantom disc height range (default: the training phantoms')")
-    parser.add_argument("--real", type=Path, default=Path("tests/data/real_ct"))
+    parser.add_argument("--real", type=Path, default=asset_path("real_ct"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/localization.md"))
     args = parser.parse_args(argv)
 

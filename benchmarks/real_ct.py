@@ -21,6 +21,7 @@ import SimpleITK as sitk
 
 from benchmarks.localization import TOTALSEG_IDS
 from benchmarks.run import newest_default_checkpoint
+from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import level_value
 from spine_lightning.inference.checkpoints import load_segmentation_module
@@ -74,7 +75,7 @@ def table(results: dict[str, dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", help="checkpoint (default: newest default `python train.py` run)")
-    parser.add_argument("--real", type=Path, default=Path("tests/data/real_ct"))
+    parser.add_argument("--real", type=Path, default=asset_path("real_ct"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/real_ct.md"))
     args = parser.parse_args(argv)
     ckpt = args.ckpt or newest_default_checkpoint()

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from spine_lightning.data.assets import asset_path
 from spine_lightning.data.labels import TOTALSEG_IDS, VERSE_LABELS
 
-REAL = Path(__file__).resolve().parent / "data" / "real_ct"
-CT = REAL / "lumbar_ct_3mm.nii.gz"
-LABEL = REAL / "lumbar_ct_3mm_vertebrae.nii.gz"  # TotalSegmentator multilabel ids
-DICOM = REAL / "dicom_series"
+CT = asset_path("real_ct", "lumbar_ct_3mm.nii.gz")  # shipped with the package
+LABEL = asset_path("real_ct", "lumbar_ct_3mm_vertebrae.nii.gz")  # TotalSegmentator multilabel ids
+DICOM = Path(__file__).resolve().parent / "data" / "real_ct" / "dicom_series"
 
 
 def real_ct() -> tuple[sitk.Image, sitk.Image]:

@@ -1,13 +1,13 @@
 """The weight-free localiser on phantoms (labels give the truth), the real lumbar CT, and CTs
 without a lumbar spine in view; and its centres refined by the shipped default model."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import DEFAULT_MODEL
 
+from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES
 from spine_lightning.data.phantom import make_phantom
@@ -16,7 +16,7 @@ from spine_lightning.inference.localization import localize
 from spine_lightning.inference.predict import predict_config
 from spine_lightning.inference.segment import automatic_centres, refine_centres
 
-REAL = Path(__file__).resolve().parent / "data" / "real_ct"
+REAL = asset_path("real_ct")  # the real lumbar CT ships with the package
 TOTALSEG_IDS = {31: "L1", 30: "L2", 29: "L3", 28: "L4", 27: "L5", 26: "S1"}
 
 

@@ -12,11 +12,12 @@ import trimesh
 from conftest import DEFAULT_MODEL, ROOT, run_cli
 
 from spine_lightning.core.errors import SpineError
+from spine_lightning.data.assets import asset_path
 from spine_lightning.data.centroids import write_centroids
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.inference.predict import predict, predict_config
 
-REAL = Path(__file__).resolve().parent / "data" / "real_ct"
+REAL = asset_path("real_ct")  # the real lumbar CT ships with the package
 TOTALSEG_TO_VERSE = {31: 20, 30: 21, 29: 22, 28: 23, 27: 24, 26: 26}
 NAMES = {20: "L1", 21: "L2", 22: "L3", 23: "L4", 24: "L5", 26: "S1"}
 

@@ -1,14 +1,14 @@
 """Streamed reading: a scan read region by region gives what the whole image gives."""
 
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from spine_lightning.data.assets import asset_path
 from spine_lightning.data.scan import Scan
 from spine_lightning.inference.localization import canonical_grid
 
-REAL = Path(__file__).resolve().parent / "data" / "real_ct" / "lumbar_ct_3mm.nii.gz"
+REAL = asset_path("real_ct", "lumbar_ct_3mm.nii.gz")
 
 
 def test_streamed_regions_equal_the_whole_image(tmp_path):

@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL = ROOT / "tests" / "data" / "real_ct"
+REAL = ROOT / "spine_lightning" / "data" / "assets" / "real_ct"
 TOTALSEG = {"L2": 30, "L3": 29, "L4": 28, "L5": 27}
 VERSE = {"L2": 21, "L3": 22, "L4": 23, "L5": 24}
 

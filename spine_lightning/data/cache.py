@@ -21,10 +21,10 @@ import numpy as np
 
 from spine_lightning.core.io import atomic_path, sha256, write_json
 from spine_lightning.data.boundary import boundary_weights
-from spine_lightning.data.crops import crop_pair, label_centroids
+from spine_lightning.data.crops import crop_pair, inside_scan, label_centroids
 from spine_lightning.data.labels import level_value
 
-CACHE_VERSION = 1  # bump when the crop computation changes
+CACHE_VERSION = 2  # bump when the crop computation changes (2: valid.npy, the inside-the-scan mask)
 
 
 def file_digest(path, memo_dir: Path | None = None) -> str:
@@ -64,7 +64,7 @@ def entry_key(fingerprint: str, level: str, spacing: float, crop_size) -> str:
 
 
 class CropCache:
-    """Crops on disk under `root/<key[:2]>/<key>/`: meta.json, hu.npy, target.npy, weights-<w>.npy."""
+    """Crops on disk under `root/<key[:2]>/<key>/`: meta.json, hu.npy, target.npy, valid.npy, weights-<w>.npy."""
 
     def __init__(self, root):
         self.root = Path(root).expanduser()
@@ -96,7 +96,7 @@ class CropCache:
             if meta["present"]:
                 hu, lab, frame = crop_pair(image, label, centres[value], crop_size, spacing)
                 target = (lab == value).astype(np.uint8)
-                arrays = {"hu": hu.astype(np.float32), "target": target,
+                arrays = {"hu": hu.astype(np.float32), "target": target, "valid": inside_scan(image, frame),
                           weights_name(edge_weight): boundary_weights(target, edge_weight)}
                 meta.update(centre=[float(c) for c in centres[value]], frame=frame)
             placed += self._write_entry(self.entry(keys[level]), meta, arrays)
@@ -131,7 +131,7 @@ class CropCache:
                     with open(tmp, "wb") as f:
                         np.save(f, boundary_weights(target, edge_weight))
             record.update(hu_path=str(folder / "hu.npy"), target_path=str(folder / "target.npy"),
-                          weights_path=str(weights))
+                          valid_path=str(folder / "valid.npy"), weights_path=str(weights))
         return record
 
 

@@ -50,6 +50,28 @@ def resample_to_frame(image: sitk.Image, frame: dict, *, is_label: bool, default
     )
 
 
+def inside_scan(image: sitk.Image, frame: dict) -> np.ndarray:
+    """1 where a crop voxel lies inside the scan, 0 past its edge, as a uint8 array [z, y, x].
+
+    Scans are cropped tight, so a vertebra-centred crop often reaches past them; those voxels are
+    filled with air and are not anatomy, so losses and metrics must skip them. The scan's extent ends
+    half a voxel beyond its outer voxel centres, where SimpleITK's resampling stops reading it.
+    Computed from the geometry alone: no image of the scan's size is allocated.
+    """
+    spacing, direction = np.asarray(image.GetSpacing()), np.asarray(image.GetDirection()).reshape(3, 3)
+    f_spacing, f_direction = np.asarray(frame["spacing"]), np.asarray(frame["direction"]).reshape(3, 3)
+    # scan continuous index = a @ crop index + b (both grids are affine in physical space)
+    a = (direction.T @ f_direction * f_spacing) / spacing[:, None]
+    b = direction.T @ (np.asarray(frame["origin"]) - np.asarray(image.GetOrigin())) / spacing
+    nx, ny, nz = frame["size"]
+    x, y, z = np.arange(nx)[None, None, :], np.arange(ny)[None, :, None], np.arange(nz)[:, None, None]
+    inside = np.ones((nz, ny, nx), dtype=bool)
+    for k, n in enumerate(image.GetSize()):
+        c = b[k] + a[k, 0] * x + a[k, 1] * y + a[k, 2] * z
+        inside &= (c >= -0.5) & (c < n - 0.5)
+    return inside.astype(np.uint8)
+
+
 def crop_pair(image: sitk.Image, label: sitk.Image, centre_mm, size_xyz, spacing_mm: float):
     """CT crop (float32 HU) and label crop as numpy arrays indexed [z, y, x]."""
     frame = crop_frame(centre_mm, size_xyz, spacing_mm)

@@ -13,9 +13,10 @@ from torch.utils.data import DataLoader, Dataset
 from spine_lightning.core.errors import ConfigError, SpineError
 from spine_lightning.data.boundary import boundary_weights
 from spine_lightning.data.cache import CropCache, fill_one
-from spine_lightning.data.crops import crop_pair, label_centroids
+from spine_lightning.data.crops import crop_pair, inside_scan, label_centroids
 from spine_lightning.data.intensity import window
 from spine_lightning.data.labels import check_levels, level_value
+from spine_lightning.data.mix import source_sampler
 from spine_lightning.data.splits import assign_folds
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,13 @@ def preprocess_subject(subject, levels, crop_size, spacing, strict: bool = False
             continue
         ct, lab, frame = crop_pair(image, label, centroids[value], crop_size, spacing)
         crops.append(dict(subject=subject.id, level=level, hu=ct, target=(lab == value).astype(np.uint8),
-                          centre=tuple(centroids[value]), frame=frame))
+                          valid=inside_scan(image, frame), centre=tuple(centroids[value]), frame=frame))
     return crops
 
 
 class CropDataset(Dataset):
-    """Crops ready for the network: windowed image, target, boundary weights, level, subject.
+    """Crops ready for the network: windowed image, target, boundary weights, `valid` (1 inside the
+    scan, 0 past its edge), level, subject and source.
 
     Stored crops may be larger than the network's input by `margin` voxels on every side: then the
     input is cut from their middle, or with `jitter` from a random offset of up to `margin` voxels
@@ -75,14 +77,20 @@ class CropDataset(Dataset):
             weights = np.array(_view(crop, "weights")[box])
         else:  # from the whole stored target, as the cache does: a crop face is not a contour
             weights = boundary_weights(_view(crop, "target"), self.edge_weight)[box]
+        if "valid" in crop or "valid_path" in crop:
+            valid = np.array(_view(crop, "valid")[box])
+        else:  # a crop made without the mask: all of it counts
+            valid = np.ones(target.shape, dtype=np.uint8)
         if self.flip_lr and torch.rand(()) < 0.5:  # left-right mirror: anatomy is near symmetric
-            image, target, weights = image[..., ::-1], target[..., ::-1], weights[..., ::-1]
+            image, target, weights, valid = image[..., ::-1], target[..., ::-1], weights[..., ::-1], valid[..., ::-1]
         return dict(
             image=torch.from_numpy(np.ascontiguousarray(image))[None],
             target=torch.from_numpy(np.ascontiguousarray(target)).long(),
             weights=torch.from_numpy(np.ascontiguousarray(weights)),
+            valid=torch.from_numpy(np.ascontiguousarray(valid)),
             level=crop["level"],
             subject=crop["subject"],
+            source=crop.get("source", ""),
         )
 
 
@@ -134,6 +142,7 @@ class SpineDataModule(L.LightningDataModule):
         manifest: str | None = None,
         label_map=None,
         centre_jitter_mm: float = 0.0,
+        train_samples_per_epoch: int | None = None,
     ):
         """`cache_dir`: the on-disk preprocessing cache (None: crops in memory, computed per run).
         `strict`: a requested level absent from a subject is an error instead of a warning.
@@ -141,7 +150,9 @@ class SpineDataModule(L.LightningDataModule):
         `root`, `manifest`, `label_map`: the subject source's settings; `subjects` reads them by
         interpolation (`${data.root}`), they are named here so that the config stays flat.
         `centre_jitter_mm`: training crops are centred up to this far (per axis) off the vertebra's
-        centroid; crops are stored that much larger, and evaluation uses their middle."""
+        centroid; crops are stored that much larger, and evaluation uses their middle.
+        `train_samples_per_epoch`: training crops drawn per epoch (None: as many as there are); with
+        several sources (data=mix) crops are drawn by source weight, with replacement."""
         super().__init__()
         self.source = dict(root=root, manifest=manifest, label_map=label_map)
         self.cache_dir, self.strict = cache_dir, bool(strict)
@@ -160,7 +171,16 @@ class SpineDataModule(L.LightningDataModule):
             raise ConfigError("data.crop_size", list(crop_size), "three positive voxel counts [X, Y, Z]")
         if not self.window_hu[0] < self.window_hu[1]:
             raise ConfigError("data.window_hu", list(window_hu), "[low, high] with low < high")
+        n = train_samples_per_epoch
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ConfigError("data.train_samples_per_epoch", train_samples_per_epoch, "null or an integer >= 1")
+        self.train_samples_per_epoch = train_samples_per_epoch
         self.crops: dict[str, list[dict]] = {}
+
+    @property
+    def source_names(self) -> list[str]:
+        """Names of the subjects' sources (data=mix); empty for a single source."""
+        return sorted({getattr(s, "source", "") for s in self.subjects} - {""})
 
     def split_of(self) -> dict[str, list[str]]:
         return {s: [subj.id for subj in self.subjects if subj.split == s] for s in ("train", "val", "test")}
@@ -229,11 +249,12 @@ class SpineDataModule(L.LightningDataModule):
                     results = list(pool.map(preprocess_subject, *zip(*args, strict=True)))
             else:
                 results = [preprocess_subject(*a) for a in args]
-        by_id = {s.id: s.split for s in self.subjects}
+        by_id = {s.id: s for s in self.subjects}
         self.crops = {"train": [], "val": [], "test": []}
         for crops in results:
             for crop in crops:
-                self.crops[by_id[crop["subject"]]].append(crop)
+                crop["source"] = getattr(by_id[crop["subject"]], "source", "")
+                self.crops[by_id[crop["subject"]].split].append(crop)
         for split, crops in self.crops.items():
             if not crops:
                 raise SpineError(f"no crop in the {split} split: "
@@ -242,9 +263,19 @@ class SpineDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = CropDataset(self.crops[split], self.window_hu, self.edge_weight, flip_lr=self.flip_lr and train,
                               margin=self.margin, jitter=train)
-        return DataLoader(dataset, batch_size=self.batch_size if train else 1, shuffle=train,
-                          sampler=None if train else _eval_sampler(dataset),
+        sampler = self._train_sampler() if train else _eval_sampler(dataset)
+        return DataLoader(dataset, batch_size=self.batch_size if train else 1, shuffle=train and sampler is None,
+                          sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def _train_sampler(self):
+        """Source-weighted sampling of the training crops (data=mix, or a set number per epoch)."""
+        crops = self.crops["train"]
+        weights = {s.source: s.weight for s in self.subjects if getattr(s, "source", "")}
+        if not weights and self.train_samples_per_epoch is None:
+            return None  # plain shuffling
+        weights = weights or {"": 1.0}
+        return source_sampler(crops, weights, self.train_samples_per_epoch or len(crops))
 
     def train_dataloader(self):
         return self._loader("train", True)

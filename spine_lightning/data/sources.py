@@ -143,3 +143,35 @@ def folder_subjects(manifest, label_map=None) -> list[FileSubject]:
                                     label_map=mapping, centroids=path(row.get("centroids")), split=split,
                                     series_uid=(row.get("series_uid") or "").strip() or None))
     return _need_three(subjects, manifest)
+
+
+# --- real CT shipped with the package (spine_lightning/data/assets/README.md) -------------------------
+
+# name → (CT, label map, label convention), relative to the asset folder
+ASSET_SUBJECTS = {
+    "lumbar_ct_3mm": ("real_ct/lumbar_ct_3mm.nii.gz", "real_ct/lumbar_ct_3mm_vertebrae.nii.gz", "totalseg"),
+    "verse006": ("verse/sub-verse006_ct.nii.gz", "verse/sub-verse006_seg-vert_msk.nii.gz", None),
+    "verse007": ("verse/sub-verse007_ct.nii.gz", "verse/sub-verse007_seg-vert_msk.nii.gz", None),
+    "tptbox": ("verse/sub-tptbox_ct.nii.gz", "verse/sub-tptbox_seg-vert_msk.nii.gz", None),
+}
+
+
+def asset_subjects(split=None, names=None) -> list[FileSubject]:
+    """The real CTs shipped with the package. `split`: {name: train|val|test} for every subject
+    (they are too few for k-fold); `names`: which ones (default: the keys of `split`, else all)."""
+    from spine_lightning.data.assets import asset_path
+
+    names = list(names if names is not None else (split or ASSET_SUBJECTS))
+    unknown = [n for n in names if n not in ASSET_SUBJECTS]
+    if unknown or not names:
+        raise ConfigError("asset_subjects.names", unknown or names, f"some of {', '.join(ASSET_SUBJECTS)}")
+    split = dict(split or {})
+    for name in names:
+        if split and split.get(name) not in ("train", "val", "test"):
+            raise ConfigError(f"asset_subjects.split.{name}", split.get(name), "one of train, val, test")
+    subjects = []
+    for name in names:
+        ct, label, convention = ASSET_SUBJECTS[name]
+        subjects.append(FileSubject(name, str(asset_path(ct)), label=str(asset_path(label)),
+                                    label_map=_label_map_items(convention), split=split.get(name)))
+    return subjects

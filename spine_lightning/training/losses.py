@@ -16,11 +16,18 @@ PERTURBATIONS = ("sign", "l2")
 
 
 def weighted_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean over voxels of w·CE. logits (N,C,...), target (N,...) int, weights (N,...) or None."""
+    """Mean of w·CE over the valid voxels. logits (N,C,...), target (N,...) int, weights (N,...) or
+    None; valid (N,...) 1 inside the scan, 0 past its edge (air filled in, not anatomy), or None: all."""
     ce = F.cross_entropy(logits, target, reduction="none")
-    return (ce * weights).mean() if weights is not None else ce.mean()
+    if weights is not None:
+        ce = ce * weights
+    if valid is None:
+        return ce.mean()
+    valid = valid.to(ce.dtype)
+    return (ce * valid).sum() / valid.sum().clamp_min(1.0)  # a mean over valid voxels, not all
 
 
 def adversarial_perturbation(input_grad: torch.Tensor, epsilon: float, kind: str = "sign") -> torch.Tensor:

@@ -9,6 +9,7 @@ import hydra
 import lightning as L
 import numpy as np
 import torch
+from torch import nn
 
 from spine_lightning.core.errors import SpineError
 from spine_lightning.evaluation.metrics import PerLevelMetrics, surface_distances
@@ -39,6 +40,7 @@ class SpineSegmentationModule(L.LightningModule):
         self.val_metrics = PerLevelMetrics(levels)
         self.test_metrics = PerLevelMetrics(levels)
         self.test_cases: list[dict] = []
+        self.test_source_metrics = nn.ModuleDict()  # one PerLevelMetrics per data source (data=mix)
         self.skipped_batches = 0  # batches skipped for a non-finite loss (nonfinite="skip")
         self.test_surface: dict[str, list[tuple[float, float]]] = {}
 
@@ -52,17 +54,17 @@ class SpineSegmentationModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         opt = self.optimizers()
         opt.zero_grad()
-        x, target, weights = batch["image"], batch["target"], batch["weights"]
+        x, target, weights, valid = batch["image"], batch["target"], batch["weights"], batch.get("valid")
         if self.adversarial:
             x = x.clone().requires_grad_(True)
-        loss_st = weighted_cross_entropy(self(x), target, weights)
+        loss_st = weighted_cross_entropy(self(x), target, weights, valid)
         if not self._check_finite(loss_st, batch, "L_st"):
             return None
         self.manual_backward(loss_st)
         loss_at = None
         if self.adversarial:
             r = adversarial_perturbation(x.grad, self.hparams.epsilon, self.hparams.perturbation)
-            loss_at = weighted_cross_entropy(self(x.detach() + r), target, weights)
+            loss_at = weighted_cross_entropy(self(x.detach() + r), target, weights, valid)
             if not self._check_finite(loss_at, batch, "L_at"):
                 opt.zero_grad()  # drop the L_st gradients too: the batch is skipped whole
                 return None
@@ -101,9 +103,12 @@ class SpineSegmentationModule(L.LightningModule):
 
     def _evaluate(self, batch, metrics: PerLevelMetrics, stage: str):
         logits = self(batch["image"])
-        loss = weighted_cross_entropy(logits, batch["target"], batch["weights"])
+        valid = batch.get("valid")
+        loss = weighted_cross_entropy(logits, batch["target"], batch["weights"], valid)
         self.log(f"{stage}/loss", loss, batch_size=len(batch["target"]), sync_dist=True)
         preds = logits.argmax(dim=1)
+        if valid is not None:  # past the scan's edge is air filled in, not anatomy: never scored
+            preds = preds * valid.to(preds.dtype)
         metrics.update(preds, batch["target"], batch["level"])
         return preds
 
@@ -116,10 +121,15 @@ class SpineSegmentationModule(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         preds = self._evaluate(batch, self.test_metrics, "test")
+        sources = batch.get("source", [""] * len(preds))
         for i in range(len(preds)):
+            if sources[i] in self.test_source_metrics:
+                self.test_source_metrics[sources[i]].update(preds[i : i + 1], batch["target"][i : i + 1],
+                                                            [batch["level"][i]])
             p, t = preds[i].bool(), batch["target"][i].bool()
             inter, union, total = (p & t).sum().item(), (p | t).sum().item(), p.sum().item() + t.sum().item()
             self.test_cases.append(dict(subject=batch["subject"][i], level=batch["level"][i],
+                                        source=sources[i],
                                         iou=inter / union if union else 1.0, dice=2 * inter / total if total else 1.0))
             self._add_surface_distances(preds[i], batch["target"][i], batch["level"][i])
 
@@ -132,10 +142,17 @@ class SpineSegmentationModule(L.LightningModule):
     def on_test_epoch_start(self):
         self.test_cases = []
         self.test_surface = {}
+        # the datamodule's sources, the same on every rank, so that the metrics sync under DDP
+        names = getattr(getattr(self.trainer, "datamodule", None), "source_names", None) or []
+        self.test_source_metrics = nn.ModuleDict({n: PerLevelMetrics(self.hparams.levels) for n in names})
+        self.test_source_metrics.to(self.device)
 
     def on_test_epoch_end(self):
         self.log_dict(self.test_metrics.compute("test"))
         self.test_metrics.reset()
+        for name, metrics in self.test_source_metrics.items():  # test/<source>/iou_L3, ...
+            self.log_dict(metrics.compute(f"test/{name}"))
+            metrics.reset()
         # Mean over the crops of each level whose prediction is not empty (empty: no surface).
         means = {}
         for level, values in self.test_surface.items():
