@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigError, SpineError
+from .augmentation import augment, build_augmentation
 from .boundary import boundary_weights
 from .cache import CropCache, fill_one
 from .crops import crop_pair, label_centroids
@@ -53,12 +54,15 @@ class CropDataset(Dataset):
     input is cut from their middle, or with `jitter` from a random offset of up to `margin` voxels
     per axis, so the vertebra to segment sits up to that far from the centre, as it does behind an
     imperfect localiser.
+    `transform`: a TorchIO augmentation (augmentation.py) applied to the HU crop, target and weights
+    together before windowing; `spacing`: the crops' voxel size (mm), which it works in.
     """
 
     def __init__(self, crops: list[dict], window_hu, edge_weight: float, flip_lr: bool = False,
-                 margin: int = 0, jitter: bool = False):
+                 margin: int = 0, jitter: bool = False, transform=None, spacing: float = 1.0):
         self.crops, self.window_hu, self.edge_weight, self.flip_lr = crops, tuple(window_hu), edge_weight, flip_lr
         self.margin, self.jitter = int(margin), bool(jitter)
+        self.transform, self.spacing = transform, float(spacing)
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -70,11 +74,15 @@ class CropDataset(Dataset):
         if m:  # the network's input is cut from the stored crop before anything is copied or computed
             offset = torch.randint(-m, m + 1, (3,)).tolist() if self.jitter else [0, 0, 0]
             box = tuple(slice(m + o, n - m + o) for o, n in zip(offset, hu.shape))
-        image, target = window(hu[box], *self.window_hu), np.array(_view(crop, "target")[box])
+        hu, target = hu[box], np.array(_view(crop, "target")[box])
         if "weights_path" in crop:
             weights = np.array(_view(crop, "weights")[box])
         else:  # from the whole stored target, as the cache does: a crop face is not a contour
             weights = boundary_weights(_view(crop, "target"), self.edge_weight)[box]
+        if self.transform is not None:
+            hu, maps = augment(self.transform, hu, self.spacing, target=target, weights=weights)
+            target, weights = maps["target"], maps["weights"]
+        image = window(hu, *self.window_hu)
         if self.flip_lr and torch.rand(()) < 0.5:  # left-right mirror: anatomy is near symmetric
             image, target, weights = image[..., ::-1], target[..., ::-1], weights[..., ::-1]
         return dict(
@@ -134,6 +142,7 @@ class SpineDataModule(L.LightningDataModule):
         manifest: str | None = None,
         label_map=None,
         centre_jitter_mm: float = 0.0,
+        augmentation=None,
     ):
         """`cache_dir`: the on-disk preprocessing cache (None: crops in memory, computed per run).
         `strict`: a requested level absent from a subject is an error instead of a warning.
@@ -141,7 +150,9 @@ class SpineDataModule(L.LightningDataModule):
         `root`, `manifest`, `label_map`: the subject source's settings; `subjects` reads them by
         interpolation (`${data.root}`), they are named here so that the config stays flat.
         `centre_jitter_mm`: training crops are centred up to this far (per axis) off the vertebra's
-        centroid; crops are stored that much larger, and evaluation uses their middle."""
+        centroid; crops are stored that much larger, and evaluation uses their middle.
+        `augmentation`: the `augmentation` config group (conf/augmentation/*.yaml), applied to
+        training crops only; None or empty: none."""
         super().__init__()
         self.source = dict(root=root, manifest=manifest, label_map=label_map)
         self.cache_dir, self.strict = cache_dir, bool(strict)
@@ -160,6 +171,7 @@ class SpineDataModule(L.LightningDataModule):
             raise ConfigError("data.crop_size", list(crop_size), "three positive voxel counts [X, Y, Z]")
         if not self.window_hu[0] < self.window_hu[1]:
             raise ConfigError("data.window_hu", list(window_hu), "[low, high] with low < high")
+        self.augmentation = build_augmentation(augmentation, self.window_hu)
         self.crops: dict[str, list[dict]] = {}
 
     def split_of(self) -> dict[str, list[str]]:
@@ -241,7 +253,8 @@ class SpineDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = CropDataset(self.crops[split], self.window_hu, self.edge_weight, flip_lr=self.flip_lr and train,
-                              margin=self.margin, jitter=train)
+                              margin=self.margin, jitter=train, transform=self.augmentation if train else None,
+                              spacing=self.spacing)
         return DataLoader(dataset, batch_size=self.batch_size if train else 1, shuffle=train,
                           sampler=None if train else _eval_sampler(dataset),
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
