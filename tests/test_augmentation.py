@@ -36,7 +36,9 @@ def test_image_label_and_weights_move_together(root, name):
     spatial = {k: dict(config[k], p=1.0) for k in ("affine", "elastic") if config.get(k)}
     torch.manual_seed(0)
     moved = 0
-    for transform in (build_augmentation(spatial), build_augmentation(config)):
+    # spatial transforms alone: the bright cube and its label coincide; with blur, thick slices
+    # (a 10-voxel cube at 4 mm) and intensity changes as well, more loosely
+    for transform, least in ((build_augmentation(spatial), 0.9), (build_augmentation(config), 0.75)):
         for _ in range(4):
             hu, target, weights = _cube_crop()
             out, maps = augment(transform, hu, target=target, weights=weights)
@@ -46,9 +48,10 @@ def test_image_label_and_weights_move_together(root, name):
             inside = maps["weights"] > 0
             assert np.array_equal(maps["weights"][inside], 1.0 + 2.0 * maps["target"][inside])
             assert not maps["target"][~inside].any()
-            bone = out > 500
-            dice = 2 * np.sum(bone & (maps["target"] == 1)) / (bone.sum() + maps["target"].sum())
-            assert dice > 0.85, dice
+            cube = maps["target"] == 1  # bright wherever the label is, whatever the intensity transforms did
+            bone = out > (np.median(out[cube]) + np.median(out[~cube])) / 2
+            dice = 2 * np.sum(bone & cube) / (bone.sum() + cube.sum())
+            assert dice > least, dice
             moved += not np.array_equal(maps["target"], target)
     assert moved >= 4  # every forced spatial draw moved the cube
     hu, target, weights = _cube_crop()

@@ -14,8 +14,8 @@ within +-30 degrees, so head and foot are never swapped.
 
 Order: bone density (needs HU), spatial (affine, elastic, thick slices), blur and noise in HU;
 then gamma and brightness/contrast in the window's [0, 1] scale (they need a fixed range, as on
-nnU-Net's normalised intensities), mapped back to HU so that CropDataset windows as without
-augmentation.
+nnU-Net's normalised intensities), mapped back to HU, only when they fire, so that CropDataset
+windows as without augmentation.
 """
 
 from __future__ import annotations
@@ -99,33 +99,34 @@ def build_augmentation(config: Mapping | None, window_hu=(-1000.0, 2000.0)) -> t
     if unknown:
         raise ConfigError(f"augmentation.{unknown[0]}", config[unknown[0]], "one of " + ", ".join(sorted(known)))
     low, high = (float(w) for w in window_hu)
-    hu, unit = [], []  # transforms in HU, then in the window's [0, 1] scale
+
+    def in_window(transform, p):  # the window's clip, as CropDataset's, then [0, 1], and back to HU
+        return tio.Compose([tio.Clamp(low, high), tio.RescaleIntensity((0.0, 1.0), in_min_max=(low, high)),
+                            transform, tio.RescaleIntensity((low, high), in_min_max=(0.0, 1.0))], p=p)
+
+    transforms = []
     if c := config.get("bone_density"):
-        hu.append(RandomBoneDensity(_range(c["factor"]), p=c["p"]))
+        transforms.append(RandomBoneDensity(_range(c["factor"]), p=c["p"]))
     if c := config.get("affine"):
         degrees = _range(c["degrees"])  # X, Y, Z -> TorchIO's axes Z, Y, X
-        hu.append(tio.RandomAffine(scales=_range(c["scales"]), degrees=degrees[::-1] if isinstance(degrees, tuple)
-                                   else degrees,
-                                   isotropic=True, default_pad_value="mean", p=c["p"]))
+        transforms.append(tio.RandomAffine(scales=_range(c["scales"]), isotropic=True, default_pad_value="mean",
+                                           degrees=degrees[::-1] if isinstance(degrees, tuple) else degrees, p=c["p"]))
     if c := config.get("elastic"):
-        hu.append(tio.RandomElasticDeformation(num_control_points=int(c.get("control_points", 7)),
-                                               max_displacement=float(c["max_displacement_mm"]), p=c["p"]))
+        transforms.append(tio.RandomElasticDeformation(num_control_points=int(c.get("control_points", 7)),
+                                                       max_displacement=float(c["max_displacement_mm"]), p=c["p"]))
     if c := config.get("low_resolution"):  # thick slices: down- then up-sampled along Z only
-        hu.append(tio.RandomAnisotropy(axes=(0,), downsampling=_range(c["downsampling"]), p=c["p"]))
+        transforms.append(tio.RandomAnisotropy(axes=(0,), downsampling=_range(c["downsampling"]), p=c["p"]))
     if c := config.get("blur"):
-        hu.append(tio.RandomBlur(std=_range(c["std_mm"]), p=c["p"]))
+        transforms.append(tio.RandomBlur(std=_range(c["std_mm"]), p=c["p"]))
     if c := config.get("noise"):
-        hu.append(tio.RandomNoise(std=_range(c["std_hu"]), p=c["p"]))
+        transforms.append(tio.RandomNoise(std=_range(c["std_hu"]), p=c["p"]))
     if c := config.get("gamma"):
-        unit.append(tio.RandomGamma(log_gamma=tuple(float(np.log(g)) for g in c["range"]), p=c["p"]))
+        transforms.append(in_window(tio.RandomGamma(log_gamma=tuple(float(np.log(g)) for g in c["range"])), c["p"]))
     if c := config.get("brightness_contrast"):
-        unit.append(RandomBrightnessContrast(_range(c["factor"]), p=c["p"]))
-    if unit:  # the window's clip, as CropDataset's, then [0, 1] and back to HU
-        unit = [tio.Clamp(low, high), tio.RescaleIntensity((0.0, 1.0), in_min_max=(low, high)), *unit,
-                tio.RescaleIntensity((low, high), in_min_max=(0.0, 1.0))]
-    transforms = hu + unit
+        transforms.append(in_window(RandomBrightnessContrast(_range(c["factor"])), c["p"]))
     for t in transforms:  # `augment` hands over its own copies: no deep copy of the subject per transform
-        t.copy = False
+        for step in [t, *getattr(t, "transforms", [])]:
+            step.copy = False
     return tio.Compose(transforms, copy=False) if transforms else None
 
 
