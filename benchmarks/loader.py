@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from spine_lightning.data.datamodule import SpineDataModule
 from spine_lightning.data.sources import phantom_subjects
@@ -13,9 +16,18 @@ from spine_lightning.training.module import SpineSegmentationModule
 from .training_steps import CPU_NET, _standalone
 
 
-def loader_headroom(crop_xyz, spacing: float, subjects: int = 3, batch: int = 2, steps: int = 4) -> dict:
+def augmentation_config(name: str) -> dict:
+    """The `augmentation=<name>` config group as training composes it."""
+    with initialize_config_dir(str(Path(__file__).resolve().parent.parent / "conf"), version_base=None):
+        cfg = compose("train.yaml", overrides=[f"augmentation={name}"])
+    return OmegaConf.to_container(cfg.data.augmentation, resolve=True)
+
+
+def loader_headroom(crop_xyz, spacing: float, subjects: int = 3, batch: int = 2, steps: int = 4,
+                    augmentation: str = "default") -> dict:
+    """With the training default's augmentation (`augmentation`: a config of that group)."""
     dm = SpineDataModule(phantom_subjects(subjects, 1, 1), spacing=spacing, crop_size=crop_xyz, edge_weight=1.1,
-                         batch_size=batch, preprocess_workers=1)
+                         batch_size=batch, preprocess_workers=1, augmentation=augmentation_config(augmentation))
     dm.setup()
     loader = dm.train_dataloader()
     batches = list(loader)  # warm

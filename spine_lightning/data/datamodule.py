@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from spine_lightning.core.errors import ConfigError, SpineError
+from spine_lightning.data.augmentation import augment, build_augmentation
 from spine_lightning.data.boundary import boundary_weights
 from spine_lightning.data.cache import CropCache, fill_one
 from spine_lightning.data.crops import crop_pair, inside_scan, label_centroids
@@ -55,12 +56,15 @@ class CropDataset(Dataset):
     input is cut from their middle, or with `jitter` from a random offset of up to `margin` voxels
     per axis, so the vertebra to segment sits up to that far from the centre, as it does behind an
     imperfect localiser.
+    `transform`: a TorchIO augmentation (augmentation.py) applied to the HU crop, target and weights
+    together before windowing; `spacing`: the crops' voxel size (mm), which it works in.
     """
 
     def __init__(self, crops: list[dict], window_hu, edge_weight: float, flip_lr: bool = False,
-                 margin: int = 0, jitter: bool = False):
+                 margin: int = 0, jitter: bool = False, transform=None, spacing: float = 1.0):
         self.crops, self.window_hu, self.edge_weight, self.flip_lr = crops, tuple(window_hu), edge_weight, flip_lr
         self.margin, self.jitter = int(margin), bool(jitter)
+        self.transform, self.spacing = transform, float(spacing)
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -72,7 +76,7 @@ class CropDataset(Dataset):
         if m:  # the network's input is cut from the stored crop before anything is copied or computed
             offset = torch.randint(-m, m + 1, (3,)).tolist() if self.jitter else [0, 0, 0]
             box = tuple(slice(m + o, n - m + o) for o, n in zip(offset, hu.shape))
-        image, target = window(hu[box], *self.window_hu), np.array(_view(crop, "target")[box])
+        hu, target = hu[box], np.array(_view(crop, "target")[box])
         if "weights_path" in crop:
             weights = np.array(_view(crop, "weights")[box])
         else:  # from the whole stored target, as the cache does: a crop face is not a contour
@@ -81,6 +85,10 @@ class CropDataset(Dataset):
             valid = np.array(_view(crop, "valid")[box])
         else:  # a crop made without the mask: all of it counts
             valid = np.ones(target.shape, dtype=np.uint8)
+        if self.transform is not None:  # the inside-the-scan mask moves with the anatomy; padding is outside
+            hu, maps = augment(self.transform, hu, self.spacing, target=target, weights=weights, valid=valid)
+            target, weights, valid = maps["target"], maps["weights"], maps["valid"]
+        image = window(hu, *self.window_hu)
         if self.flip_lr and torch.rand(()) < 0.5:  # left-right mirror: anatomy is near symmetric
             image, target, weights, valid = image[..., ::-1], target[..., ::-1], weights[..., ::-1], valid[..., ::-1]
         return dict(
@@ -143,6 +151,7 @@ class SpineDataModule(L.LightningDataModule):
         label_map=None,
         centre_jitter_mm: float = 0.0,
         train_samples_per_epoch: int | None = None,
+        augmentation=None,
     ):
         """`cache_dir`: the on-disk preprocessing cache (None: crops in memory, computed per run).
         `strict`: a requested level absent from a subject is an error instead of a warning.
@@ -152,7 +161,9 @@ class SpineDataModule(L.LightningDataModule):
         `centre_jitter_mm`: training crops are centred up to this far (per axis) off the vertebra's
         centroid; crops are stored that much larger, and evaluation uses their middle.
         `train_samples_per_epoch`: training crops drawn per epoch (None: as many as there are); with
-        several sources (data=mix) crops are drawn by source weight, with replacement."""
+        several sources (data=mix) crops are drawn by source weight, with replacement.
+        `augmentation`: the `augmentation` config group (conf/augmentation/*.yaml), applied to
+        training crops only; None or empty: none."""
         super().__init__()
         self.source = dict(root=root, manifest=manifest, label_map=label_map)
         self.cache_dir, self.strict = cache_dir, bool(strict)
@@ -175,6 +186,7 @@ class SpineDataModule(L.LightningDataModule):
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ConfigError("data.train_samples_per_epoch", train_samples_per_epoch, "null or an integer >= 1")
         self.train_samples_per_epoch = train_samples_per_epoch
+        self.augmentation = build_augmentation(augmentation, self.window_hu)
         self.crops: dict[str, list[dict]] = {}
 
     @property
@@ -262,7 +274,8 @@ class SpineDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = CropDataset(self.crops[split], self.window_hu, self.edge_weight, flip_lr=self.flip_lr and train,
-                              margin=self.margin, jitter=train)
+                              margin=self.margin, jitter=train, transform=self.augmentation if train else None,
+                              spacing=self.spacing)
         sampler = self._train_sampler() if train else _eval_sampler(dataset)
         return DataLoader(dataset, batch_size=self.batch_size if train else 1, shuffle=train and sampler is None,
                           sampler=sampler,

@@ -166,9 +166,11 @@ def make_phantom(seed: int, spec: PhantomSpec = PhantomSpec()) -> tuple[sitk.Ima
     hu += np.where(torso_r <= 1.0 - fat / ay, 12.0 * _smooth_noise(rng, hu.shape, 6.0, coarse=4), 0.0)
     labels = np.zeros(hu.shape, dtype=np.uint8)
 
-    cortical_hu = rng.uniform(700.0, 1200.0)
-    cancellous_hu = rng.uniform(150.0, 300.0)
-    posterior_hu = rng.uniform(450.0, 750.0)
+    # Wide enough for real scans: osteoporotic cores measure 70-105 HU, a mask's cortical rim
+    # 300 HU after partial volume; posterior elements sit between core and cortex.
+    cortical_hu = rng.uniform(300.0, 1000.0)
+    cancellous_hu = rng.uniform(50.0, 300.0)
+    posterior_hu = cancellous_hu + rng.uniform(0.3, 0.6) * (max(cortical_hu, cancellous_hu + 100.0) - cancellous_hu)
     texture = _smooth_noise(rng, hu.shape, 1.5, coarse=2)
 
     def local_frame(vert, lo_local, hi_local):

@@ -1,0 +1,153 @@
+"""Training-crop augmentation with TorchIO (config group `augmentation=none|default|strong`).
+
+Why TorchIO: it transforms the CT crop and its voxel maps together as one `Subject`, with the
+image as a `ScalarImage` (linear interpolation, intensity transforms apply) and the target and
+boundary weights as `LabelMap`s (nearest interpolation, intensity transforms skip them), so the
+label stays binary and every map moves with the image; it works in physical space (mm spacing),
+so rotation, scaling, blur and slice thickness are given in mm, not voxels.
+
+Crops are numpy arrays indexed [z, y, x] (crops.py); they are handed to TorchIO as they are (a
+transpose costs as much as a transform), so its spatial axes 0, 1, 2 are our Z (foot->head),
+Y (front->back) and X (right->left); configs give rotations in X, Y, Z order. No transform here
+flips anything (the left-right mirror is `data.flip_lr`, done by CropDataset); rotations stay
+within +-30 degrees, so head and foot are never swapped.
+
+Order: bone density (needs HU), spatial (affine, elastic, thick slices), blur and noise in HU;
+then gamma and brightness/contrast in the window's [0, 1] scale (they need a fixed range, as on
+nnU-Net's normalised intensities), mapped back to HU, only when they fire, so that CropDataset
+windows as without augmentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torchio as tio
+from omegaconf import DictConfig, OmegaConf
+from torchio.transforms import IntensityTransform
+from torchio.transforms.augmentation import RandomTransform
+
+from spine_lightning.core.errors import ConfigError
+
+SOFT_TISSUE_HU, DENSE_BONE_HU = 60.0, 1000.0
+
+
+class RandomBoneDensity(RandomTransform, IntensityTransform):
+    """Bone mineral density shift: cancellous bone from osteoporotic (~50-110 HU) to dense (~300).
+
+    A monotone piecewise-linear HU remap that keeps everything up to soft tissue (60 HU) and from
+    dense cortex (1000 HU) up, and multiplies the distance above 60 HU of the band in between
+    (cancellous bone, the partial-volume rim of the cortex) by a random `factor`; 60-1000 HU is
+    bone in a vertebra crop, so no mask is needed. A 200 HU core becomes 95 HU at factor 0.25 and
+    270 HU at 1.5; the ordering of intensities, hence every edge, is kept.
+    """
+
+    def __init__(self, factor=(0.25, 1.5), knee_hu: float = 400.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = self._parse_range(factor, "factor", min_constraint=0)
+        self.knee_hu = float(knee_hu)  # top of the scaled band; from here the map rejoins identity at 1000 HU
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        factor = self.sample_uniform(*self.factor)
+        knee = SOFT_TISSUE_HU + factor * (self.knee_hu - SOFT_TISSUE_HU)
+        xp = [SOFT_TISSUE_HU, self.knee_hu, DENSE_BONE_HU]
+        fp = [SOFT_TISSUE_HU, min(knee, DENSE_BONE_HU - 1.0), DENSE_BONE_HU]
+        for image in self.get_images(subject):
+            image.set_data(torch.from_numpy(_remap(image.data.numpy(), xp, fp)))
+        return subject
+
+
+def _remap(hu: np.ndarray, xp, fp) -> np.ndarray:
+    """Piecewise-linear map through (xp, fp) inside [xp[0], xp[-1]], identity outside."""
+    inside = (hu > xp[0]) & (hu < xp[-1])
+    out = hu.astype(np.float32, copy=True)
+    out[inside] = np.interp(hu[inside], xp, fp)
+    return out
+
+
+class RandomBrightnessContrast(RandomTransform, IntensityTransform):
+    """Multiplicative brightness, then contrast about the mean clipped to the original range, as in
+    nnU-Net; for intensities on a fixed [0, 1] scale (TorchIO has no multiplicative brightness)."""
+
+    def __init__(self, factor=(0.75, 1.25), **kwargs):
+        super().__init__(**kwargs)
+        self.factor = self._parse_range(factor, "factor", min_constraint=0)
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        brightness, contrast = self.sample_uniform(*self.factor), self.sample_uniform(*self.factor)
+        for image in self.get_images(subject):
+            x = image.data.float() * brightness
+            lo, hi, mean = x.min(), x.max(), x.mean()
+            image.set_data(((x - mean) * contrast + mean).clamp(lo, hi))
+        return subject
+
+
+def _range(value):
+    return tuple(float(v) for v in value) if isinstance(value, list | tuple) else float(value)
+
+
+def build_augmentation(config: Mapping | None, window_hu=(-1000.0, 2000.0)) -> tio.Compose | None:
+    """The TorchIO pipeline of an `augmentation` config; None (no transform) when it is empty.
+
+    Each entry is optional (absent or null: off) and carries its probability `p`; see
+    conf/augmentation/default.yaml for the meaning of every setting.
+    """
+    if isinstance(config, DictConfig):  # Hydra may pass it unconverted (e.g. under data=mix's _convert_)
+        config = OmegaConf.to_container(config, resolve=True)
+    config = {k: v for k, v in dict(config or {}).items() if v is not None}
+    known = {"bone_density", "affine", "elastic", "low_resolution", "blur", "noise", "gamma", "brightness_contrast"}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ConfigError(f"augmentation.{unknown[0]}", config[unknown[0]], "one of " + ", ".join(sorted(known)))
+    low, high = (float(w) for w in window_hu)
+
+    def in_window(transform, p):  # the window's clip, as CropDataset's, then [0, 1], and back to HU
+        return tio.Compose([tio.Clamp(low, high), tio.RescaleIntensity((0.0, 1.0), in_min_max=(low, high)),
+                            transform, tio.RescaleIntensity((low, high), in_min_max=(0.0, 1.0))], p=p)
+
+    transforms = []
+    if c := config.get("bone_density"):
+        transforms.append(RandomBoneDensity(_range(c["factor"]), p=c["p"]))
+    if c := config.get("affine"):
+        degrees = _range(c["degrees"])  # X, Y, Z -> TorchIO's axes Z, Y, X
+        transforms.append(tio.RandomAffine(scales=_range(c["scales"]), isotropic=True, default_pad_value="mean",
+                                           degrees=degrees[::-1] if isinstance(degrees, tuple) else degrees, p=c["p"]))
+    if c := config.get("elastic"):
+        transforms.append(tio.RandomElasticDeformation(num_control_points=int(c.get("control_points", 7)),
+                                                       max_displacement=float(c["max_displacement_mm"]), p=c["p"]))
+    if c := config.get("low_resolution"):  # thick slices: down- then up-sampled along Z only
+        transforms.append(tio.RandomAnisotropy(axes=(0,), downsampling=_range(c["downsampling"]), p=c["p"]))
+    if c := config.get("blur"):
+        transforms.append(tio.RandomBlur(std=_range(c["std_mm"]), p=c["p"]))
+    if c := config.get("noise"):
+        transforms.append(tio.RandomNoise(std=_range(c["std_hu"]), p=c["p"]))
+    if c := config.get("gamma"):
+        transforms.append(in_window(tio.RandomGamma(log_gamma=tuple(float(np.log(g)) for g in c["range"])), c["p"]))
+    if c := config.get("brightness_contrast"):
+        transforms.append(in_window(RandomBrightnessContrast(_range(c["factor"])), c["p"]))
+    for t in transforms:  # `augment` hands over its own copies: no deep copy of the subject per transform
+        for step in [t, *getattr(t, "transforms", [])]:
+            step.copy = False
+    return tio.Compose(transforms, copy=False) if transforms else None
+
+
+def augment(transform, hu: np.ndarray, spacing: float = 1.0, **maps: np.ndarray):
+    """Apply `transform` to a HU crop and its voxel maps (target, weights, ...), all [z, y, x];
+    returns the HU crop (float32) and the maps (their own dtypes), transformed together. The inputs
+    are copied once, never modified. Where a rotation or scaling pads, maps are 0: a weight of 0
+    keeps those invented voxels out of the loss."""
+    affine = np.diag([spacing, spacing, spacing, 1.0])
+
+    def tensor(a, dtype=None):
+        return torch.from_numpy(np.array(a, dtype=dtype))[None]
+
+    subject = tio.Subject(image=tio.ScalarImage(tensor=tensor(hu, np.float32), affine=affine),
+                          **{k: tio.LabelMap(tensor=tensor(v), affine=affine) for k, v in maps.items()})
+    out = transform(subject)
+
+    def array(name, dtype):
+        return np.ascontiguousarray(out[name].data[0].numpy(), dtype=dtype)
+
+    return array("image", np.float32), {k: array(k, v.dtype) for k, v in maps.items()}

@@ -1,0 +1,113 @@
+"""TorchIO training augmentation: maps move with the image, no head-foot flip, `none` is identity."""
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from spine_lightning.core.errors import ConfigError
+from spine_lightning.data.augmentation import RandomBoneDensity, augment, build_augmentation
+from spine_lightning.data.boundary import boundary_weights
+from spine_lightning.data.datamodule import CropDataset
+
+SHAPE = (32, 40, 36)  # [z, y, x]
+
+
+def _config(root, name: str) -> dict:
+    with initialize_config_dir(str(root / "conf"), version_base=None):
+        cfg = compose("train.yaml", overrides=[f"augmentation={name}"])
+    return OmegaConf.to_container(cfg.data.augmentation, resolve=True)
+
+
+def _cube_crop():
+    """Soft tissue with an off-centre bone cube; target the cube; weights 1 + 2 * target."""
+    hu = np.full(SHAPE, 40.0, np.float32)
+    target = np.zeros(SHAPE, np.uint8)
+    target[6:16, 8:20, 20:30] = 1
+    hu[target == 1] = 1000.0
+    return hu, target, (1.0 + 2.0 * target).astype(np.float32)
+
+
+@pytest.mark.filterwarnings("ignore:The maximum displacement is larger")  # small test crop, coarse grid
+@pytest.mark.parametrize("name", ["default", "strong"])
+def test_image_label_and_weights_move_together(root, name):
+    config = _config(root, name)
+    spatial = {k: dict(config[k], p=1.0) for k in ("affine", "elastic") if config.get(k)}
+    torch.manual_seed(0)
+    moved = 0
+    # spatial transforms alone: the bright cube and its label coincide; with blur, thick slices
+    # (a 10-voxel cube at 4 mm) and intensity changes as well, more loosely
+    for transform, least in ((build_augmentation(spatial), 0.9), (build_augmentation(config), 0.75)):
+        for _ in range(4):
+            hu, target, weights = _cube_crop()
+            out, maps = augment(transform, hu, target=target, weights=weights)
+            assert out.shape == SHAPE and out.dtype == np.float32
+            assert maps["target"].dtype == np.uint8 and set(np.unique(maps["target"])) <= {0, 1}
+            # the same nearest-neighbour resampling for both maps; weight 0 where padded
+            inside = maps["weights"] > 0
+            assert np.array_equal(maps["weights"][inside], 1.0 + 2.0 * maps["target"][inside])
+            assert not maps["target"][~inside].any()
+            cube = maps["target"] == 1  # bright wherever the label is, whatever the intensity transforms did
+            bone = out > (np.median(out[cube]) + np.median(out[~cube])) / 2
+            dice = 2 * np.sum(bone & cube) / (bone.sum() + cube.sum())
+            assert dice > least, dice
+            moved += not np.array_equal(maps["target"], target)
+    assert moved >= 4  # every forced spatial draw moved the cube
+    hu, target, weights = _cube_crop()
+    augment(build_augmentation(spatial), hu, target=target, weights=weights)
+    assert all(np.array_equal(a, b) for a, b in zip((hu, target, weights), _cube_crop()))  # inputs untouched
+
+
+@pytest.mark.parametrize("name", ["default", "strong"])
+def test_no_head_foot_flip(root, name):
+    """A marker in the head half stays there in every draw (rotation off, everything else forced,
+    the dataset's left-right flip included)."""
+    config = {k: dict(v, p=1.0) for k, v in _config(root, name).items() if v}
+    config["affine"]["degrees"] = 0
+    config.pop("elastic", None)  # a smooth warp of a few mm: irrelevant here, and slow
+    hu = np.full(SHAPE, 40.0, np.float32)
+    target = np.zeros(SHAPE, np.uint8)
+    target[22:28, 10:30, 4:12] = 1  # head side (high z), patient's right (low x)
+    hu[target == 1] = 800.0
+    crops = [dict(hu=hu, target=target, level="L3", subject="s")]
+    data = CropDataset(crops, (-1000, 2000), 1.0, flip_lr=True, transform=build_augmentation(config))
+    torch.manual_seed(1)
+    sides = set()
+    for _ in range(16):
+        item = data[0]
+        z, _, x = np.nonzero(item["target"].numpy())
+        assert z.mean() > SHAPE[0] / 2 + 4
+        sides.add(bool(x.mean() > SHAPE[2] / 2))
+    assert sides == {False, True}  # left-right mirrors do happen
+
+
+def test_none_is_identity(root):
+    assert _config(root, "none") == {} and build_augmentation({}) is None
+    hu, target, _ = _cube_crop()
+    crops = [dict(hu=hu, target=target, level="L3", subject="s")]
+    plain = CropDataset(crops, (-1000, 2000), 1.0)[0]
+    datamodule_transform = build_augmentation(_config(root, "none"))
+    none = CropDataset(crops, (-1000, 2000), 1.0, transform=datamodule_transform)[0]
+    for key in ("image", "target", "weights"):
+        assert torch.equal(plain[key], none[key])
+    assert torch.equal(plain["weights"], torch.from_numpy(boundary_weights(target, 1.0)))
+
+
+def test_default_is_the_training_default(root):
+    with initialize_config_dir(str(root / "conf"), version_base=None):
+        cfg = compose("train.yaml")
+    assert cfg.data.augmentation.affine.p == 0.2 and cfg.data.augmentation.elastic is None
+
+
+def test_bone_density_scales_the_cancellous_band_only():
+    hu = np.array([-1000.0, 40.0, 60.0, 200.0, 400.0, 1000.0, 1500.0], np.float32).reshape(1, 1, 7)
+    transform = build_augmentation(dict(bone_density=dict(p=1.0, factor=[0.25, 0.25])))
+    out, _ = augment(transform, hu)
+    assert np.allclose(out.ravel(), [-1000, 40, 60, 60 + 0.25 * 140, 60 + 0.25 * 340, 1000, 1500])
+    assert isinstance(transform.transforms[0], RandomBoneDensity)
+
+
+def test_unknown_entry_is_a_config_error():
+    with pytest.raises(ConfigError):
+        build_augmentation(dict(rotation=dict(p=1.0)))
