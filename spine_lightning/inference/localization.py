@@ -94,7 +94,13 @@ class Localisation:
             evidence=self.evidence,
             lateral_reach_mm=self.widths_mm,
             centres_mm={k: list(v) for k, v in self.centres.items()},
+            anchor_mm=self.anchors_mm(),
         )
+
+    def anchors_mm(self) -> dict[str, list[float]]:
+        """The anchors found (used for the names, or disagreeing): 'sacrum' and/or 'T12' -> centre."""
+        found = {"sacrum": self.sacrum_index, "T12 (lowest ribs)": self.t12_index}
+        return {k: list(self.bodies_mm[i]) for k, i in found.items() if i is not None}
 
 
 def canonical_grid(image: sitk.Image | Scan, spacing: float = GRID_MM) -> sitk.Image:
