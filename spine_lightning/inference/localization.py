@@ -41,6 +41,7 @@ PROMINENCE_HU = 10.0
 SACRUM_MIN_HALF_WIDTH_MM = 40.0
 SACRUM_MAX_HALF_WIDTH_MM = 150.0  # wider: the whole pelvic ring, not the alae
 SACRUM_WIDTH_RATIO = 1.12
+SACRUM_SCAN_BELOW_MM = 32.0  # the scan must go on this far below a sacrum's S1 body centre
 COLUMN_RADIUS_MM = 40.0
 VERTEBRA_HALF_HEIGHT_MM = 12.0
 VERTEBRA_HALF_WIDTH_MM = 45.0
@@ -312,6 +313,7 @@ def body_evidence(bone: np.ndarray, view: np.ndarray, line: np.ndarray, z: int, 
     box, cut = _box(bone.shape, z, cy, cx, (VERTEBRA_HALF_HEIGHT_MM + EDGE_MM) * mm,
                     (-BODY_HALF_DEPTH_MM - EDGE_MM) * mm, (VERTEBRA_BACK_MM * 0.8 + EDGE_MM) * mm, 30.0 * mm)
     cut = cut or not view[box].all()
+    below_mm = float(z * spacing)  # scan below the body's centre (the sacrum goes on down: S2...)
     side_box, side_cut = _box(bone.shape, z, cy, cx, 6.0 * mm, RIB_FRONT_MM * mm, RIB_BACK_MM * mm,
                               ANCHOR_VIEW_MM * mm)
     lateral_view = not side_cut and bool(view[side_box].all())
@@ -344,7 +346,7 @@ def body_evidence(bone: np.ndarray, view: np.ndarray, line: np.ndarray, z: int, 
     under = bone[below0 : max(z - half, below0 + 1)].mean(axis=0) >= 0.5
     crest = ndimage.binary_dilation(under | tall, iterations=3)
     ribs = [float((seen & band & side & ~crest).sum() * area) for side in (dx < 0, dx > 0)]
-    return dict(cut=bool(cut), lateral_view=lateral_view, ribs_mm2=ribs, plate_mm2=plate,
+    return dict(cut=bool(cut), lateral_view=lateral_view, scan_below_mm=below_mm, ribs_mm2=ribs, plate_mm2=plate,
                 ribs=lateral_view and min(ribs) >= RIB_MIN_AREA_MM2,
                 rib_free=lateral_view and max(ribs) < RIB_MIN_AREA_MM2,
                 ilia=lateral_view and min(plate) >= ILIUM_MIN_AREA_MM2)
@@ -355,7 +357,8 @@ def find_sacrum(evidence: list[dict], widths: list[float]) -> int | None:
     ribs, and bone fused to it (the alae) reaching clearly further sideways than the bodies above."""
     for i, (ev, width) in enumerate(zip(evidence, widths, strict=True)):
         above = widths[i + 1 : i + 4]
-        if ev["cut"] or not ev["lateral_view"] or ev["ribs"] or not ev["ilia"] or not above:
+        if ev["cut"] or not ev["lateral_view"] or ev["ribs"] or not ev["ilia"] or not above \
+                or ev["scan_below_mm"] < SACRUM_SCAN_BELOW_MM:
             continue
         if SACRUM_MIN_HALF_WIDTH_MM <= width <= SACRUM_MAX_HALF_WIDTH_MM and width >= SACRUM_WIDTH_RATIO * float(
             np.median(above)
