@@ -498,6 +498,7 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
     lateral = lateral_parts(bone, line, GRID_MM)
     evidence = [body_evidence(bone, view, line, int(z), period, GRID_MM, lateral) for z in minima]
     named = name_bodies(evidence, widths, hint)
+    named["names"] = {k: v for k, v in named["names"].items() if not evidence[k]["cut"]}
     for k, ev in enumerate(evidence):
         ev.update(lateral_reach_mm=widths[k], name=named["names"].get(k))
     loc = Localisation(
@@ -505,7 +506,12 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
         evidence=evidence, named=bool(named["names"]), anchor=named["anchor"], counting=named["counting"],
         confidence=named["confidence"],
     )
-    loc.centres = {name: bodies[k] for k, name in sorted(named["names"].items())}
+    # A body cut by the scan's edge may be a fragment (or a profile minimum beyond the last body):
+    # counted, but never named.
+    loc.centres = {name: bodies[k] for k, name in sorted(named["names"].items()) if not evidence[k]["cut"]}
+    for ev in evidence:
+        if ev["cut"]:
+            ev["name"] = None
     if loc.named:
         loc.note = f"named {', '.join(loc.centres)} from {loc.anchor}: {loc.counting}"
     else:
