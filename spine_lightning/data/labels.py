@@ -27,6 +27,29 @@ def level_value(name: str) -> int:
         raise ConfigError("data.levels", name, f"one of {', '.join(VERSE_LABELS)}") from None
 
 
+# Vertebrae found but not named (no anchor, anchors disagree): "vertebra1", "vertebra2", ... from
+# foot to head, written as 101, 102, ... in label maps: outside VerSe's range (1-28), so that no
+# VerSe tool reads them as a level.
+UNNAMED_PREFIX = "vertebra"
+UNNAMED_BASE = 100
+
+
+def unnamed_name(k: int) -> str:
+    """Name of the k-th (1 = lowest) unnamed vertebra."""
+    return f"{UNNAMED_PREFIX}{k}"
+
+
+def is_unnamed(name: str) -> bool:
+    return name.startswith(UNNAMED_PREFIX) and name[len(UNNAMED_PREFIX) :].isdigit()
+
+
+def label_value(name: str) -> int:
+    """Label-map value of a level ('L3' -> 22, VerSe) or of an unnamed vertebra ('vertebra2' -> 102)."""
+    if is_unnamed(name):
+        return UNNAMED_BASE + int(name[len(UNNAMED_PREFIX) :])
+    return level_value(name)
+
+
 def check_levels(levels) -> list[str]:
     levels = [str(level) for level in levels]
     if not levels:

@@ -1,6 +1,9 @@
 """Procedural lumbar-spine CT phantoms: the embedded, offline default data set.
 
-Each subject is a CT-like volume in Hounsfield units with a stack of vertebrae T12, L1-L5 and S1:
+Each subject is a CT-like volume in Hounsfield units with a stack of vertebrae T11, T12, L1-L5 and S1
+(options: `PhantomSpec.thoracic`, and `transitional` for a sixth lumbar vertebra or a rib-bearing L1);
+ribs on the thoracic vertebrae and iliac wings beside the sacrum (bone, label 0: the anchors of
+`inference.localization`);
 vertebral bodies with a cortical shell and a cancellous core, posterior elements (pedicles, lamina,
 spinous, transverse and articular processes), thin intervertebral discs so that neighbours nearly
 touch, soft tissue, fat and air. Size, tilt, lordotic curvature and position vary per subject; the
@@ -21,7 +24,8 @@ from scipy import ndimage
 
 from spine_lightning.data.labels import VERSE_LABELS
 
-STACK = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")  # top to bottom
+STACK = ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1")  # top to bottom (the default spec's)
+_SIZE_INDEX = {"T10": -2, "T11": -1, "T12": 0, "L1": 1, "L2": 2, "L3": 3, "L4": 4, "L5": 5, "L6": 5.5, "S1": 6}
 AIR_HU, FAT_HU, SOFT_HU, DISC_HU = -1000.0, -100.0, 40.0, 80.0
 
 
@@ -32,6 +36,22 @@ class PhantomSpec:
     supersample_z: int = 3  # partial-volume: render finer slices, then average
     noise_hu: float = 25.0
     disc_mm: tuple[float, float] = (1.8, 3.5)  # intervertebral disc height range, before the size scale
+    thoracic: tuple[str, ...] = ("T11", "T12")  # thoracic levels above L1 (T10, T11, T12)
+    ribs: bool = True  # a pair of ribs on every thoracic vertebra (label 0, separated by a joint gap)
+    pelvis: bool = True  # iliac wings either side of the sacrum (label 0, separated by the SI joint)
+    transitional: str | None = None  # "L6": six lumbar vertebrae; "rib_L1": L1 carries ribs
+
+    def stack(self) -> tuple[str, ...]:
+        """Levels top to bottom."""
+        lumbar = ("L1", "L2", "L3", "L4", "L5") + (("L6",) if self.transitional == "L6" else ())
+        if self.transitional not in (None, "L6", "rib_L1"):
+            raise ValueError(f"transitional={self.transitional!r}: None, 'L6' or 'rib_L1'")
+        return tuple(self.thoracic) + lumbar + ("S1",)
+
+    def rib_levels(self) -> tuple[str, ...]:
+        if not self.ribs:
+            return ()
+        return tuple(self.thoracic) + (("L1",) if self.transitional == "rib_L1" else ())
 
 
 def _rotation(rx: float, ry: float, rz: float) -> np.ndarray:
@@ -43,7 +63,7 @@ def _rotation(rx: float, ry: float, rz: float) -> np.ndarray:
     return rot_z @ rot_y @ rot_x
 
 
-def _vertebra_layout(rng: np.random.Generator, disc_mm=(1.8, 3.5)) -> list[dict]:
+def _vertebra_layout(rng: np.random.Generator, disc_mm=(1.8, 3.5), stack=STACK, rib_levels=()) -> list[dict]:
     """Centre, orientation and dimensions of every vertebra of the stack, bottom (S1) up."""
     scale = rng.uniform(0.88, 1.12)
     lordosis = rng.uniform(0.0008, 0.0022)  # mm^-1: curvature of the sagittal centre line
@@ -51,9 +71,9 @@ def _vertebra_layout(rng: np.random.Generator, disc_mm=(1.8, 3.5)) -> list[dict]
     coronal = rng.uniform(-0.0006, 0.0006)  # mild scoliosis
     z = rng.uniform(-95.0, -85.0)
     layout, z_mid = [], 0.0
-    for name in reversed(STACK):
+    for name in reversed(stack):
         sacrum = name == "S1"
-        level = STACK.index(name)
+        level = _SIZE_INDEX[name]  # sizes grow downwards
         height = scale * (rng.uniform(27.0, 31.0) if sacrum else rng.uniform(23.5, 28.0))
         disc = scale * rng.uniform(*disc_mm)
         half_w = scale * (24.0 + 0.6 * level + rng.uniform(-1.5, 1.5))
@@ -79,6 +99,7 @@ def _vertebra_layout(rng: np.random.Generator, disc_mm=(1.8, 3.5)) -> list[dict]
                 half_d=half_d,
                 scale=scale,
                 sacrum=sacrum,
+                ribs=name in rib_levels,
             )
         )
     return layout
@@ -133,6 +154,39 @@ def _vertebra_parts(u, v, w, vert: dict) -> tuple[np.ndarray, np.ndarray, np.nda
     return body, cortex, posterior
 
 
+def _ribs_and_ilia(u, v, w, vert: dict, pelvis: bool) -> np.ndarray:
+    """Bone beside a vertebra that is not part of it (label 0): a pair of ribs from just beyond the
+    transverse processes' tips, sloping down and curving forward (short, like floating ribs T11-T12);
+    iliac wings beside the sacrum, a plate running forward-outward from the SI joint gap."""
+    s, h, b = vert["scale"], vert["height"], vert["half_d"]
+    canal_u, canal_v = 10.5 * s, 8.0 * s
+    vc = 0.72 * b + canal_v - 1.0
+    out = np.zeros(u.shape, bool)
+    if vert.get("ribs"):
+        u0 = canal_u + 3.0 * s + 21.0 * s + 4.0  # beyond the transverse process's tip, a joint gap
+        big_a, big_b = 78.0 * s, 55.0 * s
+        v_mid = vc + 6.0 * s - big_b * np.sqrt(1 - (u0 / big_a) ** 2)  # the ellipse passes by the tip
+        e = np.sqrt((u / big_a) ** 2 + ((v - v_mid) / big_b) ** 2)
+        w_rib = 0.05 * h - 0.12 * np.maximum(np.abs(u) - u0, 0)  # sloping down outwards
+        out |= (
+            (np.abs(e - 1.0) * big_b <= 3.5 * s)
+            & (np.abs(w - w_rib) <= 4.5 * s)
+            & (np.abs(u) >= u0)
+            & (v >= v_mid - 0.35 * big_b)
+        )
+    if vert["sacrum"] and pelvis:
+        u0 = canal_u + 3.0 * s + 32.0 * s + 3.0  # beyond the alae, the SI joint gap
+        v_plate = vc - 0.6 * (np.abs(u) - u0)
+        out |= (
+            (np.abs(u) >= u0)
+            & (np.abs(u) <= u0 + 60.0 * s)
+            & (np.abs(v - v_plate) <= 6.0 * s)
+            & (w >= -0.9 * h)
+            & (w <= h / 2 + 18.0 * s)
+        )
+    return out
+
+
 def _smooth_noise(rng: np.random.Generator, shape, sigma: float, coarse: int) -> np.ndarray:
     """Unit-variance smooth noise; drawn on a grid `coarse` times coarser, then interpolated (fast)."""
     small = tuple(-(-n // coarse) + 1 for n in shape)
@@ -144,10 +198,10 @@ def _smooth_noise(rng: np.random.Generator, shape, sigma: float, coarse: int) ->
 def make_phantom(seed: int, spec: PhantomSpec = PhantomSpec()) -> tuple[sitk.Image, sitk.Image]:
     """CT (int16 HU) and label map (uint8, VerSe numbering) of one procedural subject."""
     rng = np.random.default_rng(seed)
-    layout = _vertebra_layout(rng, spec.disc_mm)
+    layout = _vertebra_layout(rng, spec.disc_mm, spec.stack(), spec.rib_levels())
     sx, sy, sz = spec.spacing
     fine_z = sz / spec.supersample_z
-    z_lo = layout[0]["centre"][2] - layout[0]["height"] / 2 - 12.0
+    z_lo = layout[0]["centre"][2] - layout[0]["height"] / 2 - 25.0  # the pelvis below S1 (an anchor needs it)
     z_hi = layout[-1]["centre"][2] + layout[-1]["height"] / 2 + 10.0
     nx, ny = int(spec.fov_mm[0] / sx), int(spec.fov_mm[1] / sy)
     nz = int(np.ceil((z_hi - z_lo) / sz))
@@ -206,10 +260,15 @@ def make_phantom(seed: int, spec: PhantomSpec = PhantomSpec()) -> tuple[sitk.Ima
     for vert in layout:
         s, h = vert["scale"], vert["height"]
         reach = (60.0 if vert["sacrum"] else 40.0) * s  # transverse processes / sacral alae
-        box, u, v, w = local_frame(vert, (-reach, -vert["half_d"] - 1, -h / 2 - 9), (reach, 70.0 * s, h / 2 + 9))
+        lo, hi = [-reach, -vert["half_d"] - 1, -h / 2 - 9], [reach, 70.0 * s, h / 2 + 9]
+        if vert["ribs"] or (vert["sacrum"] and spec.pelvis):  # ribs / iliac wings beside the vertebra
+            lo, hi = [-120.0 * s, -55.0 * s, -h / 2 - 30.0 * s], [120.0 * s, 70.0 * s, h / 2 + 24.0 * s]
+        box, u, v, w = local_frame(vert, lo, hi)
         body, cortex, posterior = _vertebra_parts(u, v, w, vert)
         region, lab, tex = hu[box], labels[box], texture[box]
         free = lab == 0  # a voxel already claimed by a neighbour keeps its label
+        beside = _ribs_and_ilia(u, v, w, vert, spec.pelvis) & free & ~body & ~posterior
+        region[beside] = posterior_hu + 80.0 * tex[beside]
         region[body & free] = cancellous_hu + 40.0 * tex[body & free]
         region[cortex & free] = cortical_hu + 60.0 * tex[cortex & free]
         region[posterior & free] = posterior_hu + 80.0 * tex[posterior & free]

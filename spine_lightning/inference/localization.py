@@ -6,9 +6,18 @@
 3. Vertebral bodies: along the centre line, the mean HU of a thin cylinder dips in each body's
    cancellous core and peaks at the endplates, so the minima of the smoothed profile are body
    centres (about one per 25-35 mm).
-4. Naming from the sacrum upwards: the sacrum is the lowest body whose surroundings hold much
-   lateral bone (sacral alae, iliac wings); the bodies above it are L5, L4, ... A scan without a
-   sacrum in view is not named at all (no invented vertebrae).
+4. Anchors, each from a body fully inside the scan (not within a few mm of its first or last slice
+   or of the field of view's border, and with the field of view reaching 60 mm to either side):
+   - the sacrum: bone fused to the body reaching sideways (the alae) clearly further than the
+     bodies above, an iliac plate (bone tall in z, 55-130 mm from the midline) on either side,
+     and no ribs;
+   - T12, the lowest rib-bearing vertebra: bone beside the body on both sides, separated from it,
+     not a tall plate (an ilium), with no rib-free body above it and a rib-free body below it.
+5. Naming: counted from the anchor(s) (S1, L5 ... L1, T12 ... bottom up). Both anchors in view
+   must agree (T12 six bodies above S1); a rib-free body where T12 should be (a sixth lumbar
+   vertebra, or T12 without ribs) or ribs on a body counted as lumbar leave every body unnamed.
+   A user's hint (`lowest_level`, `levels_in_view`) names the bodies when no anchor contradicts it.
+   Unnamed bodies are still returned (bottom up) so that they can be segmented.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ PROMINENCE_HU = 10.0
 SACRUM_MIN_HALF_WIDTH_MM = 40.0
 SACRUM_MAX_HALF_WIDTH_MM = 150.0  # wider: the whole pelvic ring, not the alae
 SACRUM_WIDTH_RATIO = 1.12
+SACRUM_SCAN_BELOW_MM = 32.0  # the scan must go on this far below a sacrum's S1 body centre
 COLUMN_RADIUS_MM = 40.0
 VERTEBRA_HALF_HEIGHT_MM = 12.0
 VERTEBRA_HALF_WIDTH_MM = 45.0
@@ -41,30 +51,67 @@ MIN_BODY_AREA_MM2 = 400.0  # above the spinal canal's cross-section
 MAX_BODY_AREA_MM2 = 2500.0
 BODY_HALF_DEPTH_MM = 15.0  # lumbar bodies are 25-35 mm apart
 NAMES_ABOVE_SACRUM = ("L5", "L4", "L3", "L2", "L1")
+SPINE_UP = ("S1", "L5", "L4", "L3", "L2", "L1") + tuple(f"T{i}" for i in range(12, 0, -1))  # bottom up
+T12_ABOVE_S1 = 6  # bodies from S1 to T12 in a normal spine: five lumbar vertebrae between them
+EDGE_MM = 4.0  # a body within this of the scan's first/last slice or its field of view is cut
+ANCHOR_VIEW_MM = 60.0  # anchors need the field of view this far to either side of the body
+RIB_INNER_MM, RIB_OUTER_MM = 30.0, 110.0  # ribs: lateral bone this far from the body's centre line
+RIB_FRONT_MM, RIB_BACK_MM = -25.0, 45.0  # ... and within this front-back band around it
+RIB_MIN_AREA_MM2 = 60.0  # per side, seen from above
+RIB_OWN_MM = 48.0  # bone joined to the body counts as rib beyond this (transverse processes end before)
+RIB_MAX_DROP_MM = 40.0  # a rib's lowest point is less than this below its vertebra's centre
+ILIUM_INNER_MM, ILIUM_OUTER_MM = 55.0, 130.0
+PLATE_WINDOW_MM = (20.0, 4.0)  # an iliac plate fills this z range (below, above the body centre)...
+PLATE_FILL = 0.7  # ... at least this fraction of it, at one spot seen from above
+ILIUM_MIN_AREA_MM2 = 100.0  # per side: the plate's spots, seen from above
 
 
 @dataclass
 class Localisation:
-    centres: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    centres: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # named only
     bodies_mm: list[tuple[float, float, float]] = field(default_factory=list)  # all found, bottom up
     sacrum_index: int | None = None
+    t12_index: int | None = None
     widths_mm: list[float] = field(default_factory=list)  # lateral reach of each body's bone
+    evidence: list[dict] = field(default_factory=list)  # per body, bottom up
+    named: bool = False
+    anchor: str | None = None  # "sacrum", "T12 (lowest rib-bearing vertebra)", "sacrum and T12", "hint"
+    counting: str = ""
+    confidence: str = "none"  # "high" (two anchors agree), "moderate" (one anchor), "user" (hint)
     note: str = ""
 
     def report(self) -> dict:
         return dict(
-            method="weight-free (bone column, endplate profile, sacrum anchor)",
+            method="weight-free (bone column, endplate profile; sacrum and rib (T12) anchors)",
+            named=self.named,
             note=self.note,
+            anchor=self.anchor,
+            counting=self.counting,
+            confidence=self.confidence,
             bodies_found=len(self.bodies_mm),
             sacrum_found=self.sacrum_index is not None,
+            t12_found=self.t12_index is not None,
             bodies_mm=[list(b) for b in self.bodies_mm],
+            evidence=self.evidence,
             lateral_reach_mm=self.widths_mm,
             centres_mm={k: list(v) for k, v in self.centres.items()},
+            anchor_mm=self.anchors_mm(),
         )
+
+    def anchors_mm(self) -> dict[str, list[float]]:
+        """The anchors found (used for the names, or disagreeing): 'sacrum' and/or 'T12' -> centre."""
+        found = {"sacrum": self.sacrum_index, "T12 (lowest ribs)": self.t12_index}
+        return {k: list(self.bodies_mm[i]) for k, i in found.items() if i is not None}
 
 
 def canonical_grid(image: sitk.Image | Scan, spacing: float = GRID_MM) -> sitk.Image:
-    """The CT on an identity-direction grid covering its physical extent (array [z, y, x]).
+    """The CT on an identity-direction grid covering its physical extent (array [z, y, x])."""
+    return canonical_grid_and_view(image, spacing)[0]
+
+
+def canonical_grid_and_view(image: sitk.Image | Scan, spacing: float = GRID_MM) -> tuple[sitk.Image, np.ndarray]:
+    """The CT on an identity-direction grid covering its physical extent (array [z, y, x]), and
+    where the scan covers that grid (a box around an oblique scan holds corners it never saw).
 
     Built slab by slab: each slab of the scan fills the grid points that fall inside it, so only
     one slab of the full-resolution scan is in memory at a time.
@@ -96,7 +143,7 @@ def canonical_grid(image: sitk.Image | Scan, spacing: float = GRID_MM) -> sitk.I
     out = sitk.GetImageFromArray(grid)
     out.SetOrigin(lo.tolist())
     out.SetSpacing([spacing] * 3)
-    return out
+    return out, filled
 
 
 def bone_mask(hu: np.ndarray) -> np.ndarray:
@@ -230,22 +277,205 @@ def attached_half_width(bone: np.ndarray, centre_zyx, spacing: float) -> float:
     return float(np.abs(np.flatnonzero(attached) - x).max() * spacing) if attached.any() else 0.0
 
 
-def sacrum_index(widths: list[float]) -> int | None:
-    """Index (bottom up) of the sacrum: the lowest body with at least two bodies above it whose
-    attached bone reaches clearly further sideways than theirs (the alae); None if there is none."""
-    for i, width in enumerate(widths[:-2]):
-        above = float(np.median(widths[i + 1 : i + 4]))
-        if (
-            SACRUM_MIN_HALF_WIDTH_MM <= width <= SACRUM_MAX_HALF_WIDTH_MM
-            and width >= SACRUM_WIDTH_RATIO * above
+def _box(shape, z, y, x, dz, dy0, dy1, dx):
+    """Index slices of a box around (z, y, x) (half sizes in voxels) and whether the grid cut it."""
+    lo = (int(round(z - dz)), int(round(y + dy0)), int(round(x - dx)))
+    hi = (int(round(z + dz)) + 1, int(round(y + dy1)) + 1, int(round(x + dx)) + 1)
+    cut = any(a < 0 or b > n for a, b, n in zip(lo, hi, shape, strict=True))
+    return tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, shape, strict=True)), cut
+
+
+def lateral_parts(bone: np.ndarray, line: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bone away from the column (more than 25 mm from its centre line), in 3D connected parts, and
+    the lowest slice of each part: ribs end near their vertebra, an iliac wing goes on down."""
+    xx = np.arange(bone.shape[2])
+    away = np.abs(xx[None, :] - line[:, 1:2]) * spacing > 25.0  # [z, x]
+    parts, n = ndimage.label(bone & away[:, None, :])
+    lowest = np.full(n + 1, bone.shape[0])
+    if n:
+        found = ndimage.find_objects(parts)
+        lowest[1:] = [f[0].start if f is not None else bone.shape[0] for f in found]
+    return parts, lowest
+
+
+def body_evidence(bone: np.ndarray, view: np.ndarray, line: np.ndarray, z: int, period: float,
+                  spacing: float, lateral: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """What the anchors rest on, for the body centred on the centre line at slice z.
+
+    cut: the vertebra (body and posterior elements, +-VERTEBRA_HALF_HEIGHT_MM) comes within EDGE_MM of
+    the scan's end or field-of-view border; lateral_view: the scan reaches ANCHOR_VIEW_MM to either
+    side; ribs_mm2: per side, area (seen from above) of bone beside the body that is not connected
+    to it in the body's slab; plate_mm2: per side, area where bone 55-130 mm out is at least
+    a tall bone plate (an iliac wing; ribs are thinner).
+    """
+    cy, cx = line[z]
+    mm = 1.0 / spacing
+    box, cut = _box(bone.shape, z, cy, cx, (VERTEBRA_HALF_HEIGHT_MM + EDGE_MM) * mm,
+                    (-BODY_HALF_DEPTH_MM - EDGE_MM) * mm, (VERTEBRA_BACK_MM * 0.8 + EDGE_MM) * mm, 30.0 * mm)
+    cut = cut or not view[box].all()
+    below_mm = float(z * spacing)  # scan below the body's centre (the sacrum goes on down: S2...)
+    side_box, side_cut = _box(bone.shape, z, cy, cx, 6.0 * mm, RIB_FRONT_MM * mm, RIB_BACK_MM * mm,
+                              ANCHOR_VIEW_MM * mm)
+    lateral_view = not side_cut and bool(view[side_box].all())
+
+    # Ribs: bone in the body's slab, beside it, not connected to it there.
+    half = max(1, round(0.35 * period * mm))
+    z0, z1 = max(z - half, 0), min(z + half + 1, bone.shape[0])
+    slab = bone[z0:z1]
+    parts, _ = ndimage.label(slab)
+    yy, xx = np.mgrid[: bone.shape[1], : bone.shape[2]]
+    core = (yy - cy) ** 2 + (xx - cx) ** 2 <= (BODY_RADIUS_MM * mm) ** 2
+    own = np.isin(parts, np.setdiff1d(np.unique(parts[:, core]), [0]))
+    dx, dy = (xx - cx) * spacing, (yy - cy) * spacing
+    beside = slab & (~own | (np.abs(dx) >= RIB_OWN_MM))  # a rib may touch its transverse process
+    if lateral is not None:  # not part of bone that goes on down, past the body below (a pelvis)
+        lat_parts, lowest = lateral
+        beside &= ~(lowest[lat_parts[z0:z1]] < z - RIB_MAX_DROP_MM * mm)
+    seen = beside.any(axis=0)
+    band = (np.abs(dx) >= RIB_INNER_MM) & (np.abs(dx) <= RIB_OUTER_MM) & (dy >= RIB_FRONT_MM) & (dy <= RIB_BACK_MM)
+    area = spacing**2
+
+    # Plates (iliac wings): spots where bone fills most of a 24 mm column just below the body's
+    # centre; a rib (about 10 mm tall), even one above another, does not.
+    p0, p1 = max(z - round(PLATE_WINDOW_MM[0] * mm), 0), min(z + round(PLATE_WINDOW_MM[1] * mm) + 1, bone.shape[0])
+    tall = bone[p0:p1].mean(axis=0) >= PLATE_FILL if p1 > p0 else np.zeros(bone.shape[1:], bool)
+    wing = (np.abs(dx) >= ILIUM_INNER_MM) & (np.abs(dx) <= ILIUM_OUTER_MM) & (dy >= -40.0) & (dy <= 70.0)
+    plate = [float((tall & wing & side).sum() * area) for side in (dx < 0, dx > 0)]
+    # Ribs: what is beside the body in its slab, except a plate's crest (bone going on below it).
+    below0 = max(z - half - round(12.0 * mm), 0)
+    under = bone[below0 : max(z - half, below0 + 1)].mean(axis=0) >= 0.5
+    crest = ndimage.binary_dilation(under | tall, iterations=3)
+    ribs = [float((seen & band & side & ~crest).sum() * area) for side in (dx < 0, dx > 0)]
+    return dict(cut=bool(cut), lateral_view=lateral_view, scan_below_mm=below_mm, ribs_mm2=ribs, plate_mm2=plate,
+                ribs=lateral_view and min(ribs) >= RIB_MIN_AREA_MM2,
+                rib_free=lateral_view and max(ribs) < RIB_MIN_AREA_MM2,
+                ilia=lateral_view and min(plate) >= ILIUM_MIN_AREA_MM2)
+
+
+def find_sacrum(evidence: list[dict], widths: list[float]) -> int | None:
+    """Index (bottom up) of the sacrum: the lowest uncut body with both iliac plates beside it, no
+    ribs, and bone fused to it (the alae) reaching clearly further sideways than the bodies above."""
+    for i, (ev, width) in enumerate(zip(evidence, widths, strict=True)):
+        above = widths[i + 1 : i + 4]
+        if ev["cut"] or not ev["lateral_view"] or ev["ribs"] or not ev["ilia"] or not above \
+                or ev["scan_below_mm"] < SACRUM_SCAN_BELOW_MM:
+            continue
+        if SACRUM_MIN_HALF_WIDTH_MM <= width <= SACRUM_MAX_HALF_WIDTH_MM and width >= SACRUM_WIDTH_RATIO * float(
+            np.median(above)
         ):
             return i
     return None
 
 
-def localize(image: sitk.Image | Scan) -> Localisation:
-    """Lumbar vertebra centroids (mm) of a whole CT, named from the sacrum upwards."""
-    grid = canonical_grid(image)
+def find_t12(evidence: list[dict]) -> int | None:
+    """Index of T12, the lowest rib-bearing vertebra: uncut, ribs on both sides, a rib-free body
+    (no bone beside it on either side) just below it, and no rib-free body above it."""
+    for j, ev in enumerate(evidence):
+        if not ev["ribs"]:
+            continue
+        below = evidence[j - 1] if j > 0 else None
+        if ev["cut"] or below is None or not below["rib_free"]:
+            return None  # the lowest rib-bearing body is not established
+        if any(e["rib_free"] for e in evidence[j + 1 :]):
+            return None  # ribs below a rib-free body: not a rib column
+        return j
+    return None
+
+
+def _names_from(base: int, base_name: str, n: int, first: int = 0) -> dict[int, str]:
+    """Body index -> name, counting along SPINE_UP from body `base` called `base_name`."""
+    offset = SPINE_UP.index(base_name) - base
+    return {k: SPINE_UP[k + offset] for k in range(max(first, -offset), n) if k + offset < len(SPINE_UP)}
+
+
+def _hint_names(hint: dict | None, n: int) -> tuple[dict[int, str] | None, str]:
+    if not hint:
+        return None, ""
+    lowest, in_view = hint.get("lowest_level"), hint.get("levels_in_view")
+    if in_view:
+        lo, hi = (str(v) for v in in_view)
+        if lo not in SPINE_UP or hi not in SPINE_UP:
+            return None, f"levels_in_view={list(in_view)}: levels between {SPINE_UP[-1]} and S1"
+        a, b = sorted((SPINE_UP.index(lo), SPINE_UP.index(hi)))
+        if b - a + 1 != n:
+            return None, (f"the hint levels_in_view={list(in_view)} means {b - a + 1} vertebrae but "
+                          f"{n} were found")
+        return _names_from(0, SPINE_UP[a], n), f"levels_in_view={list(in_view)}"
+    if lowest:
+        if str(lowest) not in SPINE_UP:
+            return None, f"lowest_level={lowest}: a level between {SPINE_UP[-1]} and S1"
+        return _names_from(0, str(lowest), n), f"lowest_level={lowest}"
+    return None, ""
+
+
+def name_bodies(evidence: list[dict], widths: list[float], hint: dict | None = None) -> dict:
+    """Names of the bodies (index -> name) and what they rest on; no names unless the evidence holds."""
+    n = len(evidence)
+    sacrum, t12 = find_sacrum(evidence, widths), find_t12(evidence)
+    out = dict(names={}, sacrum=sacrum, t12=t12, anchor=None, counting="", confidence="none", reason="")
+    rib_bodies = [k for k, ev in enumerate(evidence) if ev["ribs"]]
+    by_anchor = None
+    if sacrum is not None and t12 is not None:
+        if t12 - sacrum != T12_ABOVE_S1:
+            out["reason"] = (f"the anchors disagree: T12 (lowest ribs) is {t12 - sacrum} bodies above the sacrum, "
+                             f"a normal spine has {T12_ABOVE_S1} (a sixth lumbar vertebra, a rib on L1, or a missed body)")
+            return out
+        by_anchor = _names_from(sacrum, "S1", n, first=sacrum)
+        out.update(anchor="sacrum and T12 (lowest rib-bearing vertebra)", confidence="high",
+                   counting=f"S1 at body {sacrum + 1} and T12 at body {t12 + 1} (from the foot) agree: five lumbar "
+                            "vertebrae between them")
+    elif sacrum is not None:
+        lumbar_ribs = [k for k in rib_bodies if sacrum < k < sacrum + T12_ABOVE_S1]
+        if lumbar_ribs:
+            out["reason"] = (f"ribs on body {lumbar_ribs[0] + 1}, which counting from the sacrum would be "
+                             f"{SPINE_UP[lumbar_ribs[0] - sacrum]}: a transitional spine, the count does not fit")
+            return out
+        t12_pos = sacrum + T12_ABOVE_S1
+        if t12_pos < n and evidence[t12_pos]["lateral_view"] and not evidence[t12_pos]["cut"] \
+                and not evidence[t12_pos]["ribs"]:
+            out["reason"] = ("six rib-free vertebrae above the sacrum (a sixth lumbar vertebra, or T12 without "
+                             "ribs): the count does not fit")
+            return out
+        by_anchor = _names_from(sacrum, "S1", n, first=sacrum)
+        out.update(anchor="sacrum", confidence="moderate",
+                   counting=f"S1 at body {sacrum + 1} from the foot; L5, L4, ... counted upwards, one per body")
+    elif t12 is not None:
+        s1_pos = t12 - T12_ABOVE_S1
+        if s1_pos >= 0 and evidence[s1_pos]["lateral_view"] and not evidence[s1_pos]["cut"]:
+            out["reason"] = ("the body six below T12 (lowest ribs), where S1 should be, is not a sacrum "
+                             "(a sixth lumbar vertebra, or a rib on L1): the count does not fit")
+            return out
+        by_anchor = _names_from(t12, "T12", n, first=max(t12 - T12_ABOVE_S1 + 1, 0))
+        out.update(anchor="T12 (lowest rib-bearing vertebra)", confidence="moderate",
+                   counting=f"T12 at body {t12 + 1} from the foot; L1 ... L5 counted downwards, T11 ... upwards")
+    hinted, hint_text = _hint_names(hint, n)
+    if by_anchor is not None:
+        if hinted is not None and any(hinted.get(k, v) != v for k, v in by_anchor.items()):
+            out.update(names={}, anchor=None, confidence="none", counting="",
+                       reason=f"the hint {hint_text} contradicts the {out['anchor']} anchor")
+            return out
+        out["names"] = by_anchor
+        if hinted is not None:
+            out["counting"] += f"; the hint {hint_text} agrees"
+        return out
+    if hinted is not None:
+        wrong = [k for k in rib_bodies if hinted.get(k, "T").startswith(("L", "S"))]
+        if wrong:
+            out["reason"] = f"the hint {hint_text} contradicts the ribs on body {wrong[0] + 1} (named {hinted[wrong[0]]})"
+            return out
+        out.update(names=hinted, anchor="hint", confidence="user",
+                   counting=f"from the user's hint {hint_text}, one name per body found, bottom up")
+        return out
+    out["reason"] = hint_text or (
+        "no anchor: no sacrum (alae and iliac wings) and no lowest rib-bearing vertebra fully in view"
+        if n else "no vertebral body found")
+    return out
+
+
+def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation:
+    """Vertebra centroids (mm) of a whole CT, named from the anchors in view (or the user's `hint`:
+    `lowest_level` or `levels_in_view`), or left unnamed with the reason why."""
+    grid, view = canonical_grid_and_view(image)
     hu = sitk.GetArrayFromImage(grid)
     bone = bone_mask(hu)
     line = column_centre_line(bone, hu > -400, GRID_MM)
@@ -263,16 +493,27 @@ def localize(image: sitk.Image | Scan) -> Localisation:
         for z, lo, hi in zip(minima, bounds[:-1], bounds[1:], strict=True)
     ]
     widths = [attached_half_width(bone, (z, line[z, 0], line[z, 1]), GRID_MM) for z in minima]
-    anchor = sacrum_index(widths)
-    loc = Localisation(bodies_mm=bodies, sacrum_index=anchor, widths_mm=widths)
-    if anchor is None:
-        loc.note = (
-            f"{len(bodies)} vertebral bodies found but no sacrum to name them from: "
-            "no lumbar spine in view, no vertebra is named"
-        )
-        return loc
-    loc.centres["S1"] = bodies[anchor]
-    for name, centre in zip(NAMES_ABOVE_SACRUM, bodies[anchor + 1 :], strict=False):
-        loc.centres[name] = centre
-    loc.note = f"sacrum found; named {', '.join(loc.centres)} from it upwards"
+    gaps = np.diff(minima) * GRID_MM
+    period = float(np.median(gaps)) if len(gaps) else 28.0
+    lateral = lateral_parts(bone, line, GRID_MM)
+    evidence = [body_evidence(bone, view, line, int(z), period, GRID_MM, lateral) for z in minima]
+    named = name_bodies(evidence, widths, hint)
+    named["names"] = {k: v for k, v in named["names"].items() if not evidence[k]["cut"]}
+    for k, ev in enumerate(evidence):
+        ev.update(lateral_reach_mm=widths[k], name=named["names"].get(k))
+    loc = Localisation(
+        bodies_mm=bodies, sacrum_index=named["sacrum"], t12_index=named["t12"], widths_mm=widths,
+        evidence=evidence, named=bool(named["names"]), anchor=named["anchor"], counting=named["counting"],
+        confidence=named["confidence"],
+    )
+    # A body cut by the scan's edge may be a fragment (or a profile minimum beyond the last body):
+    # counted, but never named.
+    loc.centres = {name: bodies[k] for k, name in sorted(named["names"].items()) if not evidence[k]["cut"]}
+    for ev in evidence:
+        if ev["cut"]:
+            ev["name"] = None
+    if loc.named:
+        loc.note = f"named {', '.join(loc.centres)} from {loc.anchor}: {loc.counting}"
+    else:
+        loc.note = f"{len(bodies)} vertebral bodies found, not named: {named['reason']}"
     return loc

@@ -17,11 +17,12 @@ from spine_lightning.core.errors import ConfigError, SpineError
 from spine_lightning.core.io import atomic_path, sha256, write_json
 from spine_lightning.data.centroids import read_centroids
 from spine_lightning.data.imageio import read_image
-from spine_lightning.data.labels import LUMBAR_LEVELS, level_value
+from spine_lightning.data.labels import LUMBAR_LEVELS, UNNAMED_BASE, is_unnamed, label_value, level_value
 from spine_lightning.data.scan import STREAMED_SUFFIXES, open_scan
 from spine_lightning.inference.checkpoints import load_segmentation_module
 from spine_lightning.inference.export import mask_mesh, signed_distance_at, write_deviation_png, write_mesh
 from spine_lightning.inference.inputs import case_name, check_writable, find_cases
+from spine_lightning.inference.preview import write_preview
 from spine_lightning.inference.segment import automatic_centres, predict_levels, preprocessing_of
 from spine_lightning.inference.summary import level_summaries
 
@@ -54,7 +55,10 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
         centres, localisation = read_centroids(cfg.centroids, scan.grid()), dict(source=str(cfg.centroids))
         centres = {lv: c for lv, c in centres.items() if lv in levels}
     else:
-        centres, localisation = automatic_centres(module, scan, levels, cfg.get("refine") or {})
+        centres, localisation = automatic_centres(module, scan, levels, cfg.get("refine") or {}, naming_hint(cfg))
+        if not localisation["named"]:
+            log.warning("%s: vertebrae segmented but not named (%s); pass centroids=<file> or a hint "
+                        "lowest_level=<level> / levels_in_view=[<lowest>,<highest>]", path, localisation["note"])
     timings["localise_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -66,7 +70,8 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
     with atomic_path(out_dir / f"{case}_seg.nii.gz") as tmp:
         sitk.WriteImage(pred.label, str(tmp), useCompression=True)
     per_level = {}
-    for level, (summary, mask) in level_summaries(pred, levels).items():
+    written = list(pred.centres)  # levels, or 'vertebra1', ... when nothing could be named
+    for level, (summary, mask) in level_summaries(pred, written).items():
         mesh = mask_mesh(mask, int(cfg.mesh.smoothing_iterations))
         write_mesh(out_dir / f"{case}_{level}.stl", mesh)
         summary["mesh"] = dict(
@@ -75,7 +80,8 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
             faces=len(mesh.faces),
             watertight=bool(mesh.is_watertight),
         )
-        if reference is not None and (sitk.GetArrayViewFromImage(reference) == level_value(level)).any():
+        if reference is not None and not is_unnamed(level) \
+                and (sitk.GetArrayViewFromImage(reference) == level_value(level)).any():
             distance = signed_distance_at(mesh.vertices, reference == level_value(level))
             write_mesh(out_dir / f"{case}_{level}_deviation.ply", mesh, distance)
             write_deviation_png(
@@ -93,26 +99,41 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
                 file=f"{case}_{level}_deviation.ply",
             )
         per_level[level] = summary
+    preview = write_preview(
+        out_dir / f"{case}_preview.png", scan, pred.label,
+        {label_value(name): name for name in written}, localisation.get("anchor_mm"), case,
+    )
     timings["export_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
+    named = localisation.get("named", True)  # given centroids name their levels
 
     report = dict(
         case=case,
         input=str(path),
         levels=per_level,
         localisation=localisation,
+        named=named,
         empty=not per_level,
         note=(
             "no lumbar vertebra found in this CT: the label map is empty"
             if not per_level
             else f"{len(per_level)} level(s) segmented: {', '.join(per_level)}"
+            if named
+            else f"{len(per_level)} vertebra(e) segmented but NOT named ({localisation.get('note')}): "
+            f"label values {UNNAMED_BASE + 1}, {UNNAMED_BASE + 2}, ... from foot to head; pass centroids= "
+            "or a hint (lowest_level=, levels_in_view=) to name them"
         ),
+        preview=preview,
         checkpoint=dict(path=str(cfg.ckpt_path), sha256=ckpt_hash),
         settings=dict(
             levels=levels,
             preprocessing=preprocessing_of(module),
             smoothing_iterations=int(cfg.mesh.smoothing_iterations),
-            label_values={lv: level_value(lv) for lv in levels},
+            label_values={
+                **{lv: label_value(lv) for lv in (levels if named else written)},
+                **({} if named else {"unnamed": f"{UNNAMED_BASE + 1}, {UNNAMED_BASE + 2}, ... = vertebra1, "
+                                     "vertebra2, ... from foot to head (outside VerSe's 1-28: not a level)"}),
+            },
         ),
         grid=dict(
             size=list(scan.size),
@@ -126,6 +147,18 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
     )
     write_json(out_dir / f"{case}_report.json", report)
     return report
+
+
+def naming_hint(cfg: DictConfig) -> dict | None:
+    """The user's naming hint (`lowest_level`, `levels_in_view`), or None."""
+    lowest, in_view = cfg.get("lowest_level"), cfg.get("levels_in_view")
+    if in_view is not None and len(in_view) != 2:
+        raise ConfigError("levels_in_view", in_view, "[lowest, highest], e.g. [L1,L5]")
+    for level in ([lowest] if lowest else []) + list(in_view or []):
+        level_value(str(level))
+    if not lowest and not in_view:
+        return None
+    return dict(lowest_level=str(lowest) if lowest else None, levels_in_view=[str(v) for v in in_view] if in_view else None)
 
 
 def predict(cfg: DictConfig) -> list[dict]:

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from spine_lightning.data.crops import crop_frame, resample_to_frame
 from spine_lightning.data.intensity import window
-from spine_lightning.data.labels import level_value
+from spine_lightning.data.labels import label_value, unnamed_name
 from spine_lightning.data.scan import Scan, as_scan
 from spine_lightning.inference.localization import localize
 
@@ -79,6 +79,7 @@ def predict_levels(
     module, image: sitk.Image | Scan, centres: dict[str, tuple[float, float, float]]
 ) -> Prediction:
     """Segment every level in `centres` (level name → physical centroid, mm) onto `image`'s grid.
+    Unnamed vertebrae ('vertebra1', ...) are written as 101, 102, ... (`labels.label_value`).
 
     Only the part of the scan under each crop is read (see `scan.Scan`).
     """
@@ -108,11 +109,11 @@ def predict_levels(
         # A voxel joins this level if the network says so and no earlier level holds it more surely.
         quantised = np.round(prob * PROBABILITY_SCALE).astype(np.uint8)
         wins = (prob > 0.5) & (quantised > best[box])
-        labels[box][wins] = level_value(level)
+        labels[box][wins] = label_value(level)
         best[box][wins] = quantised[wins]
         boxes[level] = box
     for level, box in boxes.items():
-        keep_largest_component(labels[box], best[box], level_value(level))
+        keep_largest_component(labels[box], best[box], label_value(level))
     out = sitk.GetImageFromArray(labels)
     out.SetSpacing(scan.spacing)
     out.SetOrigin(scan.origin)
@@ -159,12 +160,17 @@ def refine_centres(
     return refined, moves
 
 
-def automatic_centres(module, image: sitk.Image | Scan, levels, refine) -> tuple[dict, dict]:
-    """Centres of `levels` without given centroids: the weight-free localiser, then `refine_centres`
-    (`refine`: iterations, max_shift_mm). Returns the centres and what the report says of them."""
+def automatic_centres(module, image: sitk.Image | Scan, levels, refine, hint: dict | None = None) -> tuple[dict, dict]:
+    """Centres of `levels` without given centroids: the weight-free localiser (named from its anchors
+    or the user's `hint`), then `refine_centres` (`refine`: iterations, max_shift_mm). When the
+    localiser names nothing, every body it found is segmented as 'vertebra1', 'vertebra2', ...
+    (foot to head). Returns the centres and what the report says of them."""
     scan = as_scan(image)
-    found = localize(scan)
-    coarse = {lv: c for lv, c in found.centres.items() if lv in levels}
+    found = localize(scan, hint)
+    if found.named:
+        coarse = {lv: c for lv, c in found.centres.items() if lv in levels}
+    else:
+        coarse = {unnamed_name(k + 1): c for k, c in enumerate(found.bodies_mm)}
     centres, moves = refine_centres(
         module, scan, coarse, int(refine.get("iterations", 0)), float(refine.get("max_shift_mm", 15.0))
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from spine_lightning.data.labels import level_value
+from spine_lightning.data.labels import label_value
 from spine_lightning.inference.segment import PROBABILITY_SCALE, Prediction
 
 
@@ -16,7 +16,7 @@ def level_summaries(pred: Prediction, levels) -> dict[str, tuple[dict, sitk.Imag
     stats.Execute(pred.label)
     present, out = set(stats.GetLabels()), {}
     for level in levels:
-        value = level_value(level)
+        value = label_value(level)
         if value not in present:
             continue
         x0, y0, z0, nx, ny, nz = stats.GetBoundingBox(value)

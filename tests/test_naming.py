@@ -1,0 +1,160 @@
+"""Issue 12: a vertebra is named right, or not at all (weight-free localiser, no checkpoint)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from spine_lightning.data.crops import label_centroids
+from spine_lightning.data.labels import VERSE_NAMES, label_value
+from spine_lightning.data.phantom import PhantomSpec, make_phantom
+from spine_lightning.inference.localization import localize
+from spine_lightning.inference.preview import write_preview
+
+REAL = Path(__file__).resolve().parent / "data" / "real_ct"
+TOTALSEG_IDS = {31: "L1", 30: "L2", 29: "L3", 28: "L4", 27: "L5", 26: "S1"}
+
+
+def _truth(label):
+    return {VERSE_NAMES[v]: c for v, c in label_centroids(label).items()}
+
+
+def _wrong_names(centres: dict, truth: dict) -> list[str]:
+    """Names whose centre is nearest to another vertebra's truth centroid (or to none within 20 mm)."""
+    wrong = []
+    for name, centre in centres.items():
+        nearest = min(truth, key=lambda t: np.linalg.norm(np.subtract(truth[t], centre)))
+        if nearest != name or np.linalg.norm(np.subtract(truth[name], centre)) > 20.0:
+            wrong.append(name)
+    return wrong
+
+
+def _slices_of(label, value):
+    arr = sitk.GetArrayViewFromImage(label)
+    zs = [z for z in range(arr.shape[0]) if (arr[z] == value).any()]
+    return min(zs), max(zs)
+
+
+def _crop_above(image, label, lower: str, upper: str):
+    """The scan from half way between the centroids of `lower` and `upper` upwards."""
+    truth = _truth(label)
+    z = (truth[lower][2] + truth[upper][2]) / 2
+    k = int(round((z - image.GetOrigin()[2]) / image.GetSpacing()[2]))
+    return image[:, :, k:]
+
+
+@pytest.fixture(scope="module")
+def no_ribs():
+    return make_phantom(1201, PhantomSpec(ribs=False))
+
+
+@pytest.fixture(scope="module")
+def with_ribs():
+    return make_phantom(1202)
+
+
+def test_lumbar_crop_without_sacrum_or_ribs_is_unnamed(no_ribs):
+    image, label = no_ribs
+    lo, _ = _slices_of(label, 24)  # cut through L5: no sacrum in view
+    loc = localize(image[:, :, lo + 3 :])
+    assert not loc.named and loc.centres == {}
+    assert len(loc.bodies_mm) >= 4  # still found, to be segmented as vertebra1, vertebra2, ...
+    assert "not named" in loc.note and loc.report()["named"] is False
+
+
+def test_hint_names_the_unanchored_crop(no_ribs):
+    image, label = no_ribs
+    crop = _crop_above(image, label, "S1", "L5")  # L5 is the lowest vertebra in view
+    truth = _truth(label)
+    loc = localize(crop, hint=dict(lowest_level="L5"))
+    assert loc.named and loc.anchor == "hint" and loc.confidence == "user"
+    assert {"L5", "L4", "L3", "L2", "L1"} <= set(loc.centres)
+    assert _wrong_names(loc.centres, truth) == []
+    wrong_hint = localize(crop, hint=dict(lowest_level="L4"))
+    assert _wrong_names(wrong_hint.centres, truth)  # a hint is trusted: a wrong hint names wrongly ...
+    assert wrong_hint.anchor == "hint"  # ... and the report says the names came from it
+
+
+def test_hint_contradicted_by_the_sacrum_is_not_used(with_ribs):
+    image, label = with_ribs
+    loc = localize(image, hint=dict(lowest_level="L3"))
+    assert not loc.named and "contradicts" in loc.note
+
+
+def test_rib_anchor_names_a_crop_without_sacrum(with_ribs):
+    image, label = with_ribs
+    loc = localize(_crop_above(image, label, "L5", "L4"))  # L4 up to T11: no sacrum, ribs on T11-T12
+    assert loc.named and loc.anchor.startswith("T12"), loc.note
+    assert {"L3", "L2", "L1", "T12"} <= set(loc.centres)  # L4, within 16 mm of the first slice, is cut
+    assert _wrong_names(loc.centres, _truth(label)) == []
+
+
+def test_whole_phantom_named_by_both_anchors(with_ribs):
+    image, label = with_ribs
+    loc = localize(image)
+    assert loc.named and loc.confidence == "high", loc.note
+    assert _wrong_names(loc.centres, _truth(label)) == []
+
+
+@pytest.mark.parametrize("transitional", ["L6", "rib_L1"])
+def test_transitional_spine_is_not_named(transitional):
+    image, label = make_phantom(1203, PhantomSpec(transitional=transitional))
+    loc = localize(image)
+    assert _wrong_names(loc.centres, _truth(label)) == []
+    assert not loc.named, loc.note
+
+
+def test_thoracic_crop_never_gets_wrong_lumbar_names(with_ribs):
+    image, label = with_ribs
+    _, l1_top = _slices_of(label, 20)
+    loc = localize(image[:, :, l1_top - 4 :])  # the top of L1, T12 and T11 with their ribs
+    assert not any(n.startswith(("L", "S")) for n in loc.centres if n != "L1") or not loc.named
+    assert _wrong_names(loc.centres, _truth(label)) == []
+
+
+def test_vertebra_at_the_scan_edge_is_never_an_anchor(with_ribs):
+    image, label = with_ribs
+    truth = _truth(label)
+    k = int(round((truth["S1"][2] - image.GetOrigin()[2]) / image.GetSpacing()[2]))
+    loc = localize(image[:, :, k:])  # the first slice cuts through the sacrum's body
+    assert loc.sacrum_index is None and "sacrum" not in (loc.anchor or "")
+    assert _wrong_names(loc.centres, truth) == []
+    bottom = image.TransformIndexToPhysicalPoint((0, 0, k))[2]
+    for body, ev in zip(loc.bodies_mm, loc.evidence, strict=True):
+        if body[2] - bottom < 12.0:
+            assert ev["cut"]
+
+
+def test_narrow_field_of_view_gives_no_anchor(with_ribs):
+    image, label = with_ribs
+    cx = image.TransformPhysicalPointToIndex(_truth(label)["L3"])[0]
+    half = int(40.0 / image.GetSpacing()[0])
+    loc = localize(image[cx - half : cx + half, :, :])  # +-40 mm: neither alae, ilia nor ribs visible
+    assert not loc.named and loc.centres == {}, loc.note
+    assert not any(ev["lateral_view"] for ev in loc.evidence)
+
+
+def test_real_lumbar_ct_still_named_l1_to_l5():
+    image = sitk.ReadImage(str(REAL / "lumbar_ct_3mm.nii.gz"))
+    label = sitk.ReadImage(str(REAL / "lumbar_ct_3mm_vertebrae.nii.gz"))
+    truth = {TOTALSEG_IDS[v]: c for v, c in label_centroids(label).items() if v in TOTALSEG_IDS}
+    loc = localize(image)
+    assert loc.named and "sacrum" in loc.anchor, loc.note
+    assert {"L1", "L2", "L3", "L4", "L5"} <= set(loc.centres)
+    lumbar = {k: v for k, v in loc.centres.items() if k.startswith("L")}
+    assert _wrong_names(lumbar, truth) == []
+
+
+def test_preview_png_shows_the_names(tmp_path, with_ribs):
+    image, label = with_ribs
+    names = {label_value("L3"): "L3", label_value("L4"): "L4", label_value("vertebra2"): "vertebra2"}
+    arr = sitk.GetArrayFromImage(label)
+    arr[arr == label_value("L2")] = label_value("vertebra2")  # an unnamed vertebra in the map
+    relabelled = sitk.GetImageFromArray(arr)
+    relabelled.CopyInformation(label)
+    shown = write_preview(tmp_path / "case_preview.png", image, relabelled, names, {"sacrum": [0.0, 20.0, -80.0]})
+    png = tmp_path / "case_preview.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"L3", "L4", "unnamed (2)", "anchor: sacrum"} <= set(shown["texts"])
+    assert "L5" not in shown["texts"]  # only what is in the map and named
