@@ -45,6 +45,7 @@ TINY_MODEL = [
 ]
 # ... and on three small phantoms (one each for train, val and test).
 TINY_TRAIN = [
+    "data=phantom",
     "data.subjects.num_train=1",
     "data.subjects.num_val=1",
     "data.subjects.num_test=1",

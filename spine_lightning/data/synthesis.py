@@ -185,14 +185,18 @@ def label_map_files(label_maps_dir=None) -> list[Path]:
     return files
 
 
-def synthetic_subjects(label_maps_dir=None, num_per_map: int = 8, seed: int = 0, split=None) -> list[SyntheticSubject]:
+def synthetic_subjects(label_maps_dir=None, num_per_map: int = 8, seed: int = 0, split=None,
+                       exclude=()) -> list[SyntheticSubject]:
     """`num_per_map` synthetic subjects on every mask of `label_maps_dir` (default: the package's
     VerSe assets). `split`: one split for all (e.g. "train" when mixed with real scans), a mapping
     mask name -> split (unlisted masks: train), or None (the datamodule's k-fold split by subject;
-    images of one mask then land in several splits)."""
+    images of one mask then land in several splits). `exclude`: masks not used at all (e.g. those
+    of the real scans a mixed run validates and tests on: their shapes must not be trained on)."""
     subjects = []
     for path in label_map_files(label_maps_dir):
         name = path.name[: -len("_seg-vert_msk.nii.gz")]
+        if name in set(exclude or ()):
+            continue
         per_map = zlib.crc32(name.encode())  # a mask's images do not depend on which others are there
         which = split.get(name, "train") if hasattr(split, "get") else split
         for k in range(int(num_per_map)):
