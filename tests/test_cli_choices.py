@@ -17,3 +17,11 @@ def test_unknown_project_choice_is_one_line(capsys):
         check_group_choices(["+sweep=ablations"], ROOT / "conf")
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == "error: sweep=ablations: no such sweep; allowed: ablation"
+
+
+def test_hydra_flags_and_their_values_are_not_overrides(tmp_path):
+    """`--cfg job` and `-m` travel with the overrides; the check must pass over them and still catch
+    a wrong group choice after them."""
+    check_group_choices(["--cfg", "job", "-m", "model=cpu"], ROOT / "conf")
+    with pytest.raises(SystemExit):
+        check_group_choices(["--cfg", "job", "model=nope"], ROOT / "conf")

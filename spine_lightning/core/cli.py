@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, Override
-from hydra.errors import OverrideParseException
+from hydra.errors import HydraException, OverrideParseException
 
 from spine_lightning.core import resolvers  # noqa: F401
 from spine_lightning.core.errors import SpineError
@@ -84,7 +84,7 @@ def parse_override(arg: str) -> Override | None:
         return None
     try:
         return OverridesParser.create().parse_override(arg)
-    except OverrideParseException:
+    except (OverrideParseException, HydraException):
         return None
 
 

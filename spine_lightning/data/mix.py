@@ -15,7 +15,7 @@ from spine_lightning.data.splits import assign_folds
 
 @dataclass(frozen=True)
 class SourcedSubject:
-    """A subject of one source of a mix: its id prefixed with the source's name (unique across
+    """A subject of one source of a mix: its id starts with the source's name (unique across
     sources), everything else from the wrapped subject."""
 
     id: str
@@ -60,7 +60,8 @@ def mixed_subjects(**sources) -> list[SourcedSubject]:
             raise ConfigError(f"{key}.weight", weight, "a sampling weight >= 0")
         subjects = assign_folds(list(spec["subjects"]), spec.get("fold", 0), spec.get("num_folds", 5),
                                 spec.get("split_seed", 0))
-        mixed += [SourcedSubject(f"{name}-{s.id}", name, float(weight), s, s.split) for s in subjects]
+        mixed += [SourcedSubject(s.id if s.id.startswith(f"{name}-") else f"{name}-{s.id}", name, float(weight), s,
+                                 s.split) for s in subjects]
     if not mixed:
         raise ConfigError("data.subjects", sorted(sources), "at least one source with subjects")
     return mixed
