@@ -269,3 +269,42 @@ def test_default_model_without_centroids_finds_every_level_on_the_real_ct(real_c
     truth = real_case["centres"]
     for level, entry in report["levels"].items():
         assert min(truth, key=lambda t: np.linalg.norm(np.subtract(truth[t], entry["centroid_mm"]))) == level
+
+
+def _truncated_gz(tmp: Path) -> Path:
+    data = (REAL / "lumbar_ct_3mm.nii.gz").read_bytes()
+    path = tmp / "truncated.nii.gz"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _nan_ct(tmp: Path, suffix: str) -> Path:
+    image = sitk.Cast(sitk.ReadImage(str(REAL / "lumbar_ct_3mm.nii.gz")), sitk.sitkFloat32)
+    image[60, 50, 56] = float("nan")  # one voxel, mid-scan
+    path = tmp / f"nan_ct{suffix}"
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (_truncated_gz, "corrupt gzip"),
+        (lambda t: _nan_ct(t, ".nii.gz"), "NaN"),
+        (lambda t: _nan_ct(t, ".nii"), "NaN"),
+    ],
+    ids=["truncated_gz", "nan_nii_gz", "nan_nii"],
+)
+def test_cli_damaged_ct_stops_with_one_line_and_writes_nothing(make, problem, tiny_checkpoint, tmp_path):
+    """The data reader's refusals (gzip CRC, NaN voxels) hold for predict too: no empty label map,
+    no report, exit != 0."""
+    bad, out = make(tmp_path), tmp_path / "out"
+    result = run_cli(
+        ["predict.py", f"ckpt_path={tiny_checkpoint}", f"input={bad}", f"output_dir={out}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT,
+    )
+    assert result.returncode != 0, result.stdout[-2000:]
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and bad.name in lines[0] and problem in lines[0], result.stderr[-2000:]
+    assert not out.exists() or not any(out.iterdir())
