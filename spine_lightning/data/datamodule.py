@@ -168,7 +168,7 @@ class SpineDataModule(L.LightningDataModule):
     def check_subjects(self) -> None:
         ids = [s.id for s in self.subjects]
         if len(set(ids)) != len(ids):
-            raise SpineError("duplicate subject ids: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
+            raise SpineError("duplicate subject ids in data.subjects: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
         for split, members in self.split_of().items():
             if not members:
                 raise SpineError(f"no subject in the {split} split: need at least one each for train, val and test")
