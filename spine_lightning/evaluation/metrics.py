@@ -3,12 +3,37 @@ surface distances as MONAI computes them."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import SimpleITK as sitk
 import torch
 from scipy import ndimage
 from torch import nn
 from torchmetrics.segmentation import DiceScore, MeanIoU
+
+
+def per_level_means(rows, levels, metrics, prefix: str) -> dict[str, float]:
+    """The one per-level aggregation (training's test stage, eval, the ablation report).
+
+    `rows`: one dict per case (a crop or a subject's vertebra) with `level` and the `metrics` keys;
+    `metrics`: names, or {name: row key}. Each level's value is the mean over its cases: a missed
+    vertebra is a case scoring 0 and stays in; a non-finite value (no surface to measure) is left
+    out. A level without any case is absent, not 0. `{prefix}/{name}_mean` is the mean over the
+    levels present. Keys: `{prefix}/{name}_{level}`, `{prefix}/{name}_mean`.
+    """
+    keys = metrics if isinstance(metrics, dict) else {m: m for m in metrics}
+    out = {}
+    for name, key in keys.items():
+        present = []
+        for level in levels:
+            values = [float(r[key]) for r in rows if r["level"] == level and math.isfinite(float(r[key]))]
+            if values:
+                out[f"{prefix}/{name}_{level}"] = float(np.mean(values))
+                present.append(out[f"{prefix}/{name}_{level}"])
+        if present:
+            out[f"{prefix}/{name}_mean"] = float(np.mean(present))
+    return out
 
 
 class PerLevelMetrics(nn.Module):
@@ -38,22 +63,16 @@ class PerLevelMetrics(nn.Module):
             self.dice[level].update(preds[i : i + 1], target[i : i + 1])
             self.counts[self.levels.index(level)] += 1
 
-    def compute(self, prefix: str) -> dict[str, torch.Tensor]:
+    def compute(self, prefix: str) -> dict[str, float]:
         """{prefix/iou_L2: …, prefix/dice_L2: …, prefix/iou_mean, prefix/dice_mean} over seen levels."""
         counts = self.counts.clone()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(counts)
-        out, ious, dices = {}, [], []
-        for level, n in zip(self.levels, counts.tolist()):
-            if n == 0:
-                continue
-            ious.append(self.iou[level].compute())
-            dices.append(self.dice[level].compute())
-            out[f"{prefix}/iou_{level}"], out[f"{prefix}/dice_{level}"] = ious[-1], dices[-1]
-        if ious:
-            out[f"{prefix}/iou_mean"] = torch.stack(ious).mean()
-            out[f"{prefix}/dice_mean"] = torch.stack(dices).mean()
-        return out
+        # torchmetrics gives each level's mean over its crops (all ranks); the counts say which
+        # levels had a crop on any rank, so every rank returns the same keys.
+        rows = [dict(level=lv, iou=self.iou[lv].compute().item(), dice=self.dice[lv].compute().item())
+                for lv, n in zip(self.levels, counts.tolist()) if n > 0]
+        return per_level_means(rows, self.levels, ("iou", "dice"), prefix)
 
     def reset(self) -> None:
         for metric in [*self.iou.values(), *self.dice.values()]:
