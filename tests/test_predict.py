@@ -308,3 +308,35 @@ def test_cli_damaged_ct_stops_with_one_line_and_writes_nothing(make, problem, ti
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and bad.name in lines[0] and problem in lines[0], result.stderr[-2000:]
     assert not out.exists() or not any(out.iterdir())
+
+
+class _AllForeground(torch.nn.Module):
+    """A broken network: foreground everywhere (the blob that once took 174 s and 14.6 GB to mesh)."""
+
+    def forward(self, x):
+        return torch.cat([torch.full_like(x, -10.0), torch.full_like(x, 10.0)], dim=1)
+
+
+def test_crop_filling_masks_are_skipped_not_meshed(real_case, tmp_path, monkeypatch):
+    import time
+
+    import spine_lightning.inference.predict as predict_module
+    from spine_lightning.training.module import SpineSegmentationModule
+
+    net = dict(_target_="spine_lightning.models.GCNResidualFCN", in_channels=1, num_classes=2, width=2, levels=3)
+    module = SpineSegmentationModule(net=net, levels=["L2", "L3", "L4", "L5"],
+                                     preprocessing=dict(spacing=3.0, crop_size=[32, 48, 32]))
+    module.net = _AllForeground()
+    monkeypatch.setattr(predict_module, "load_segmentation_module", lambda path: module.eval())
+    ckpt = tmp_path / "any.ckpt"
+    ckpt.write_bytes(b"hashed only")
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    report = predict(_cfg(ckpt_path=str(ckpt), input=str(REAL / "lumbar_ct_3mm.nii.gz"),
+                          centroids=str(real_case["folder"] / "ctd.json"), output_dir=str(out)))[0]
+    assert time.perf_counter() - start < 30
+    assert report["levels"], "no level found"
+    for level, entry in report["levels"].items():
+        assert "mask fills the crop" in entry.get("skipped", ""), (level, entry["volume_mm3"])
+    assert not list(out.glob("*.stl"))
+    assert json.loads((out / "lumbar_ct_3mm_report.json").read_text())["levels"] == report["levels"]

@@ -39,6 +39,23 @@ def _read_reference(path: Path) -> sitk.Image:
     return reference
 
 
+def _not_a_vertebra(summary: dict, module, cfg: DictConfig) -> str | None:
+    """Why a level's mask is not meshed (None: it is): a mask that fills most of its crop is a
+    failed segmentation, not a vertebra (one fills under a tenth of the training crop)."""
+    prep = preprocessing_of(module)
+    fill = summary["volume_mm3"] / (float(np.prod(prep["crop_size"])) * float(prep["spacing"]) ** 3)
+    limit = float(cfg.mesh.get("max_crop_fill", 0.25))
+    if fill > limit:
+        return f"mask fills the crop ({fill:.0%} of it, limit mesh.max_crop_fill={limit}): not a vertebra, not meshed"
+    return None
+
+
+def _within_face_budget(mesh, cfg: DictConfig):
+    """The mesh decimated to `mesh.max_faces` faces when it has more (bounds export time and memory)."""
+    budget = int(cfg.mesh.get("max_faces", 200_000))
+    return mesh.simplify_quadric_decimation(face_count=budget) if len(mesh.faces) > budget else mesh
+
+
 def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: str) -> dict:
     """All outputs of one CT; inputs are read and checked before anything is written."""
     timings, t0 = {}, time.perf_counter()
@@ -66,7 +83,11 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
         sitk.WriteImage(pred.label, str(tmp), useCompression=True)
     per_level = {}
     for level, (summary, mask) in level_summaries(pred, levels).items():
-        mesh = mask_mesh(mask, int(cfg.mesh.smoothing_iterations))
+        skipped = _not_a_vertebra(summary, module, cfg)
+        if skipped:  # meshing a crop-filling blob costs minutes and GBs, and it is no vertebra
+            per_level[level] = dict(summary, skipped=skipped)
+            continue
+        mesh = _within_face_budget(mask_mesh(mask, int(cfg.mesh.smoothing_iterations)), cfg)
         write_mesh(out_dir / f"{case}_{level}.stl", mesh)
         summary["mesh"] = dict(
             file=f"{case}_{level}.stl",
@@ -159,7 +180,7 @@ def predict_config(**values) -> DictConfig:
     (tests, benchmarks) without a Hydra run."""
     from hydra import compose, initialize_config_dir
 
-    conf_dir = Path(__file__).resolve().parent.parent / "conf"
+    conf_dir = Path(__file__).resolve().parents[2] / "conf"  # the repository's conf/
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         cfg = compose("predict", overrides=["output_dir=null"])
     task = {k: v for k, v in cfg.items() if k not in ("paths", "hydra")}
