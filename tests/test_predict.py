@@ -72,6 +72,7 @@ def test_predict_real_ct_with_centroids_and_reference(tiny_checkpoint, real_case
         ]
     )
     lo, hi = corners.min(axis=0) - 1e-3, corners.max(axis=0) + 1e-3
+    assert report["levels"], "no level segmented: the loop below would check nothing"
     for level, entry in report["levels"].items():
         # The crop centre is the label centroid read back through the JSON (direction diag(-1,-1,1)).
         assert np.linalg.norm(np.subtract(entry["crop_centre_mm"], real_case["centres"][level])) < 2.0
@@ -267,6 +268,7 @@ def test_default_model_without_centroids_finds_every_level_on_the_real_ct(real_c
     assert set(errors) == {"L2", "L3", "L4", "L5"}
     assert max(errors.values()) <= 5.0, errors
     truth = real_case["centres"]
+    assert report["levels"], "no level segmented"
     for level, entry in report["levels"].items():
         assert min(truth, key=lambda t: np.linalg.norm(np.subtract(truth[t], entry["centroid_mm"]))) == level
 
