@@ -2,15 +2,15 @@
 weight-free localiser over phantoms cropped to random fields of view, thick discs, transitional
 spines, the real CTs, and a CT without a spine.
 
-    python -m benchmarks.naming [--seeds 3] [--real tests/data/real_ct] [--verse /work/shared/data/verse/ct_and_masks]
-        [--out benchmarks/results/localization.md]
+    python -m benchmarks.naming [--seeds 3] [--real DIR] [--verse DIR] [--out benchmarks/results/naming.md]
+
+(--real, --verse: default the real CTs shipped in spine_lightning/data/assets/.)
 
 A vertebra is identified (VerSe) when a centre was named for it, that centre is nearer to its truth
 centroid than to any other vertebra's, and within 20 mm. A wrong name: a name whose centre is not
 identified as that vertebra. The sacrum (S1) is not scored (VerSe does not; its labels span the
 whole sacrum, whose centroid lies far below S1's body). Vertebrae cut by the scan's edge count in
-"identified" (n) but the localiser never names them. The segmentation-refined stage needs a checkpoint (the shipped one is
-stale): not scored here.
+"identified" (n) but the localiser never names them. Only the weight-free stage is scored here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import TOTALSEG_IDS, VERSE_NAMES
 from spine_lightning.data.phantom import PhantomSpec, make_phantom
@@ -73,8 +74,13 @@ def cases(seeds, real: Path, verse: Path):
         yield "real lumbar CT, above S1 (L5-T11)", "", *_crop(image, label, s1_top + 1, arr.shape[0]), TOTALSEG_IDS
     for case in ("sub-verse007", "sub-verse006", "sub-tptbox"):
         if (verse / f"{case}_ct.nii.gz").exists():
-            yield (f"VerSe {case}", "", sitk.ReadImage(str(verse / f"{case}_ct.nii.gz")),
-                   sitk.ReadImage(str(verse / f"{case}_seg-vert_msk.nii.gz")), VERSE_NAMES)
+            yield (
+                f"VerSe {case}",
+                "",
+                sitk.ReadImage(str(verse / f"{case}_ct.nii.gz")),
+                sitk.ReadImage(str(verse / f"{case}_seg-vert_msk.nii.gz")),
+                VERSE_NAMES,
+            )
     body = sitk.GetImageFromArray(np.full((80, 120, 120), 40, np.int16))
     body.SetSpacing((2.0, 2.0, 2.5))
     yield "CT without a spine", "", body, body * 0, VERSE_NAMES
@@ -84,27 +90,38 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=5000)
-    parser.add_argument("--real", type=Path, default=Path("tests/data/real_ct"))
-    parser.add_argument("--verse", type=Path, default=Path("/work/shared/data/verse/ct_and_masks"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/localization.md"))
+    parser.add_argument("--real", type=Path, default=asset_path("real_ct"))
+    parser.add_argument("--verse", type=Path, default=asset_path("verse"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/naming.md"))
     args = parser.parse_args(argv)
-    rows = ["| case | seed | named | anchor | identified | mean distance (mm) | wrong names |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| case | seed | named | anchor | identified | mean distance (mm) | wrong names |",
+        "|---|---|---|---|---|---|---|",
+    ]
     total_wrong = 0
-    for group, seed, image, label, ids in cases(range(args.first_seed, args.first_seed + args.seeds), args.real, args.verse):
+    for group, seed, image, label, ids in cases(
+        range(args.first_seed, args.first_seed + args.seeds), args.real, args.verse
+    ):
         truth = {ids[v]: c for v, c in label_centroids(label).items() if v in ids}
         loc = localize(image)
         ident, n, dists, wrong = score(loc.centres, truth)
         total_wrong += wrong
-        rows.append(f"| {group} | {seed} | {'yes' if loc.named else 'no: ' + loc.note.split(': ', 1)[-1][:60]} | "
-                    f"{loc.anchor or '-'} | {ident}/{n} | {np.mean(dists):.1f} |" if dists else
-                    f"| {group} | {seed} | {'yes' if loc.named else 'no: ' + loc.note.split(': ', 1)[-1][:60]} | "
-                    f"{loc.anchor or '-'} | {ident}/{n} | - |")
+        rows.append(
+            f"| {group} | {seed} | {'yes' if loc.named else 'no: ' + loc.note.split(': ', 1)[-1][:60]} | "
+            f"{loc.anchor or '-'} | {ident}/{n} | {np.mean(dists):.1f} |"
+            if dists
+            else f"| {group} | {seed} | {'yes' if loc.named else 'no: ' + loc.note.split(': ', 1)[-1][:60]} | "
+            f"{loc.anchor or '-'} | {ident}/{n} | - |"
+        )
         rows[-1] += f" {wrong} |"
         print(rows[-1], flush=True)
-    rows += ["", f"Wrong names in all: {total_wrong}. Weight-free stage only (the refined stage needs the "
-                 "segmentation checkpoint, stale at the time of writing)."]
+    rows += [
+        "",
+        f"Wrong names in all: {total_wrong}. Weight-free stage only (the refined stage needs the "
+        "segmentation checkpoint, stale at the time of writing).",
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("# Automatic localisation: naming (issue 12)\n\n" + "\n".join(rows) + "\n")
+    args.out.write_text("# Automatic localisation: naming\n\n" + "\n".join(rows) + "\n")
     return 0
 
 

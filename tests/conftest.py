@@ -61,3 +61,17 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     result = run_cli(["train.py", *TINY_TRAIN, "logger=csv", f"hydra.run.dir={run_dir}"], cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir / "checkpoints" / "last.ckpt"
+
+
+# Tests that train (the tiny checkpoint, DDP runs, train.py end to end) take from 20 s to minutes:
+# marked `slow` so that `pytest -m "not slow"` is the quick loop.
+SLOW_FIXTURES = {"tiny_checkpoint", "ddp_sweep", "ddp_run"}
+SLOW_MODULES = {"test_ddp.py", "test_train_cli.py", "test_resume.py", "test_sweep_wandb.py",
+                "test_real_sources_cli.py", "test_benchmarks_smoke.py", "test_learning.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        train_cli = item.path.name == "test_bad_inputs.py"  # every case runs train.py
+        if item.path.name in SLOW_MODULES or train_cli or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -71,6 +71,8 @@ CATALOGUE = [
     BadInput("unknown_level", "train.py", ["data.levels=[L2,L9]"], "data.levels", ("L9",)),
     BadInput("wrong_type", "train.py", ["data.batch_size=two"], "data.batch_size", ("'two'", "integer")),
     BadInput("max_epochs_zero", "train.py", ["trainer.max_epochs=0"], "trainer.max_epochs"),
+    BadInput("unlimited_epochs_with_cosine", "train.py", ["trainer.max_epochs=-1"], "trainer.max_epochs",
+             ("cosine", "finite")),
     BadInput("too_many_devices", "train.py", ["trainer.devices=4096"], "trainer.devices", ("at most",)),
     BadInput("missing_key", "train.py", ["~data.levels"], "data.levels", ("required",)),
     BadInput("unknown_nonfinite_mode", "train.py", ["nonfinite_loss=ignore"], "nonfinite_loss", ("skip",)),

@@ -72,3 +72,16 @@ def test_ddp_writes_once_and_gathers_cases_from_both_ranks(ddp_run):
     history = summarize_run(runs[0])["history"]
     adversarial = ddp_run.name == "1"  # edge_adv: two backward passes per step under DDP
     assert any("train/loss_at" in row for row in history) == adversarial
+
+
+def test_ddp_ranks_decide_together(tmp_path):
+    """A non-finite loss on one rank skips the batch on every rank (no rank waits alone in the
+    gradient all-reduce), and surface metrics are logged with the same keys on every rank."""
+    result = run_cli([str(ROOT / "tests" / "ddp_rank_consistency.py"), str(tmp_path / "out")], cwd=ROOT,
+                     timeout=120, env={"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"out.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["skipped"] for r in ranks] == [1, 1]
+    for r in ranks:  # both ranks: rank 1's L3 distances; rank 0's empty L2 prediction has none
+        assert {k: v for k, v in r["metrics"].items() if "assd" in k or "hd95" in k} == {
+            "test/assd_L3": 1.5, "test/hd95_L3": 2.5, "test/assd_mean": 1.5, "test/hd95_mean": 2.5}

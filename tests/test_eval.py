@@ -68,3 +68,18 @@ def test_automatic_centroids_score_as_well_as_label_centroids(tmp_path):
         _eval_one_phantom(DEFAULT_MODEL, tmp_path / source, tmp_path / "run" / source, f"centroids={source}")
         iou[source] = json.loads((tmp_path / source / "metrics.json").read_text())["eval/iou_mean"]
     assert iou["labels"] > 0.8 and iou["automatic"] >= iou["labels"] - 0.03, iou
+
+
+def test_eval_scores_a_single_subject_test_manifest(tiny_checkpoint, tmp_path):
+    """Scoring needs only the subjects it scores: one `split=test` subject is enough for eval.py."""
+    from real_ct_trees import CT, LABEL, write_manifest
+
+    manifest = write_manifest(tmp_path / "m.csv", [("only", str(CT), str(LABEL))], {"split": ["test"]})
+    out = tmp_path / "eval"
+    result = run_cli(
+        ["eval.py", f"ckpt_path={tiny_checkpoint}", "data=folder", f"data.manifest={manifest}",
+         "data.label_map=totalseg", f"output_dir={out}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["eval/cases"] == 1.0

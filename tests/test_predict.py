@@ -73,6 +73,7 @@ def test_predict_real_ct_with_centroids_and_reference(tiny_checkpoint, real_case
         ]
     )
     lo, hi = corners.min(axis=0) - 1e-3, corners.max(axis=0) + 1e-3
+    assert report["levels"], "no level segmented: the loop below would check nothing"
     for level, entry in report["levels"].items():
         # The crop centre is the label centroid read back through the JSON (direction diag(-1,-1,1)).
         assert np.linalg.norm(np.subtract(entry["crop_centre_mm"], real_case["centres"][level])) < 2.0
@@ -268,5 +269,77 @@ def test_default_model_without_centroids_finds_every_level_on_the_real_ct(real_c
     assert set(errors) == {"L2", "L3", "L4", "L5"}
     assert max(errors.values()) <= 5.0, errors
     truth = real_case["centres"]
+    assert report["levels"], "no level segmented"
     for level, entry in report["levels"].items():
         assert min(truth, key=lambda t: np.linalg.norm(np.subtract(truth[t], entry["centroid_mm"]))) == level
+
+
+def _truncated_gz(tmp: Path) -> Path:
+    data = (REAL / "lumbar_ct_3mm.nii.gz").read_bytes()
+    path = tmp / "truncated.nii.gz"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _nan_ct(tmp: Path, suffix: str) -> Path:
+    image = sitk.Cast(sitk.ReadImage(str(REAL / "lumbar_ct_3mm.nii.gz")), sitk.sitkFloat32)
+    image[60, 50, 56] = float("nan")  # one voxel, mid-scan
+    path = tmp / f"nan_ct{suffix}"
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (_truncated_gz, "corrupt gzip"),
+        (lambda t: _nan_ct(t, ".nii.gz"), "NaN"),
+        (lambda t: _nan_ct(t, ".nii"), "NaN"),
+    ],
+    ids=["truncated_gz", "nan_nii_gz", "nan_nii"],
+)
+def test_cli_damaged_ct_stops_with_one_line_and_writes_nothing(make, problem, tiny_checkpoint, tmp_path):
+    """The data reader's refusals (gzip CRC, NaN voxels) hold for predict too: no empty label map,
+    no report, exit != 0."""
+    bad, out = make(tmp_path), tmp_path / "out"
+    result = run_cli(
+        ["predict.py", f"ckpt_path={tiny_checkpoint}", f"input={bad}", f"output_dir={out}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT,
+    )
+    assert result.returncode != 0, result.stdout[-2000:]
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and bad.name in lines[0] and problem in lines[0], result.stderr[-2000:]
+    assert not out.exists() or not any(out.iterdir())
+
+
+class _AllForeground(torch.nn.Module):
+    """A broken network: foreground everywhere (the blob that once took 174 s and 14.6 GB to mesh)."""
+
+    def forward(self, x):
+        return torch.cat([torch.full_like(x, -10.0), torch.full_like(x, 10.0)], dim=1)
+
+
+def test_crop_filling_masks_are_skipped_not_meshed(real_case, tmp_path, monkeypatch):
+    import time
+
+    import spine_lightning.inference.predict as predict_module
+    from spine_lightning.training.module import SpineSegmentationModule
+
+    net = dict(_target_="spine_lightning.models.GCNResidualFCN", in_channels=1, num_classes=2, width=2, levels=3)
+    module = SpineSegmentationModule(net=net, levels=["L2", "L3", "L4", "L5"],
+                                     preprocessing=dict(spacing=3.0, crop_size=[32, 48, 32]))
+    module.net = _AllForeground()
+    monkeypatch.setattr(predict_module, "load_segmentation_module", lambda path: module.eval())
+    ckpt = tmp_path / "any.ckpt"
+    ckpt.write_bytes(b"hashed only")
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    report = predict(_cfg(ckpt_path=str(ckpt), input=str(REAL / "lumbar_ct_3mm.nii.gz"),
+                          centroids=str(real_case["folder"] / "ctd.json"), output_dir=str(out)))[0]
+    assert time.perf_counter() - start < 30
+    assert report["levels"], "no level found"
+    for level, entry in report["levels"].items():
+        assert "mask fills the crop" in entry.get("skipped", ""), (level, entry["volume_mm3"])
+    assert not list(out.glob("*.stl"))
+    assert json.loads((out / "lumbar_ct_3mm_report.json").read_text())["levels"] == report["levels"]

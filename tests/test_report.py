@@ -33,7 +33,7 @@ def iou(method_index, seed, level_index):
 
 @pytest.fixture
 def sweep(tmp_path):
-    """4 methods x 2 seeds; edge_adv seed 1 crashed; adv seed 1 has no L5 (a missed vertebra)."""
+    """4 methods x 2 seeds; edge_adv seed 1 crashed; adv seed 1 has no L5 (no crop of it tested)."""
     expected, num = {}, 0
     for m, method in enumerate(["baseline", "edge", "adv", "edge_adv"]):
         for seed in (0, 1):
@@ -44,7 +44,8 @@ def sweep(tmp_path):
             make_job(tmp_path, num, method, None if crashed else metrics)
             if not crashed:
                 for lv in LEVELS:
-                    expected.setdefault((method, lv), []).append(metrics.get(f"test/iou_{lv}", 0.0))
+                    if f"test/iou_{lv}" in metrics:
+                        expected.setdefault((method, lv), []).append(metrics[f"test/iou_{lv}"])
             num += 1
     return tmp_path, expected
 
@@ -64,10 +65,11 @@ def test_table_means_stds_counts_and_best(sweep):
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         assert float(rows[lv][f"{method}_std"]) == pytest.approx(std, abs=1e-6)
         assert int(rows[lv][f"{method}_n"]) == len(values)
-    # the missed L5 counts as 0: adv's L5 mean is half of its one finished value, not that value
-    assert float(rows["L5"]["adv_mean"]) == pytest.approx(iou(2, 0, 3) / 2, abs=1e-6)
-    # the per-run mean over levels includes the 0 as well
-    adv_means = [statistics.mean(expected[("adv", lv)][k] for lv in LEVELS) for k in range(2)]
+    # the untested L5 is left out, not a 0: adv's L5 mean is its one value, over one run
+    assert float(rows["L5"]["adv_mean"]) == pytest.approx(iou(2, 0, 3), abs=1e-6)
+    assert rows["L5"]["adv_n"] == "1"
+    # ... and the second run's mean over levels is over the three it tested
+    adv_means = [statistics.mean(iou(2, 0, j) for j in range(4)), statistics.mean(iou(2, 1, j) for j in range(3))]
     assert float(rows["mean"]["adv_mean"]) == pytest.approx(statistics.mean(adv_means), abs=1e-6)
     # edge_adv (best method by construction) wins every row although one of its runs crashed
     assert {row["best"] for row in rows.values()} == {"edge_adv"}
@@ -82,7 +84,9 @@ def test_markdown_lists_crashed_runs_and_zeroed_levels(sweep):
     assert "| runs | 2 | 2 | 2 | 1 |" in md
     assert "8 found, 7 finished, 1 crashed" in md
     assert "- `7` (edge_adv)" in md  # the crashed run, by its job folder
-    assert "- `5` (adv): L5" in md  # the level counted as 0
+    assert "- `5` (adv): L5" in md  # the level not tested
+    l5 = next(line for line in md.splitlines() if line.startswith("| L5 "))
+    assert "(n=1)" in l5.split("|")[4]  # adv's L5: one of its two runs
     l2 = next(line for line in md.splitlines() if line.startswith("| L2 "))
     assert l2.count("**") == 2 and l2.split("|")[5].strip().startswith("**")
 

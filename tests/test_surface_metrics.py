@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from spine_lightning.evaluation.metrics import overlap, surface_distances
@@ -71,3 +72,55 @@ def test_score_levels_matches_hand_computed_iou_and_dice():
     summary = summarise([dict(subject="a", **r) for r in rows.values()], ["L2", "L3"])
     assert math.isclose(summary["eval/iou_mean"], 0.5)
     assert overlap(pred == 22, truth == 22)["iou"] == rows["L3"]["iou"]
+
+
+# --- Surface distances against MONAI (the field's reference implementation) ----------------------
+
+
+def _monai(a: np.ndarray, b: np.ndarray, spacing_xyz) -> dict[str, float]:
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+
+    pa, pb = (np.asarray(m, np.float32)[None, None] for m in (a, b))
+    sp = tuple(spacing_xyz)[::-1]  # arrays are [z, y, x]
+    return dict(
+        assd=float(compute_average_surface_distance(pa, pb, symmetric=True, spacing=sp)),
+        hd95=float(compute_hausdorff_distance(pa, pb, percentile=95, spacing=sp)),
+        hd=float(compute_hausdorff_distance(pa, pb, spacing=sp)),
+    )
+
+
+def test_concentric_cubes_match_the_hand_computed_assd_and_monai():
+    """A 10-voxel cube centred in a 14-voxel cube (1 mm voxels). Every surface voxel of the inner
+    cube is 2 mm from the outer surface; an outer surface voxel is at the distance of its offsets
+    beyond the inner cube along each axis (0, 1 or 2 per axis, at least one 2)."""
+    a = np.zeros((20, 20, 20), bool)
+    b = np.zeros_like(a)
+    a[5:15, 5:15, 5:15] = True
+    b[3:17, 3:17, 3:17] = True
+    offsets = [2, 1] + [0] * 10 + [1, 2]  # per axis, for coordinates 3..16
+    outer = [math.sqrt(i * i + j * j + k * k) for i in offsets for j in offsets for k in offsets if 2 in (i, j, k)]
+    inner = [2.0] * (10**3 - 8**3)
+    assert len(outer) == 14**3 - 12**3
+    expected = (sum(inner) + sum(outer)) / (len(inner) + len(outer))
+    d = surface_distances(a, b)
+    assert math.isclose(d["assd"], expected, rel_tol=1e-9)
+    assert math.isclose(d["hd"], math.sqrt(12))  # an outer corner to the inner corner
+    monai = _monai(a, b, (1.0, 1.0, 1.0))
+    assert math.isclose(d["assd"], monai["assd"], rel_tol=1e-5)
+    assert math.isclose(d["hd95"], monai["hd95"], rel_tol=1e-5)
+
+
+def test_random_blobs_match_monai_with_anisotropic_spacing():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    blobs = [ndimage.gaussian_filter(rng.random((24, 30, 28)), 2.5) for _ in range(2)]
+    a, b = (blob > np.quantile(blob, 0.6) for blob in blobs)
+    a[:, :, :3] = True  # touches the image border: the border counts as outside, as in MONAI
+    spacing = (0.8, 1.1, 2.5)
+    ours, monai = surface_distances(a, b, spacing), _monai(a, b, spacing)
+    for key in ("assd", "hd95", "hd"):
+        assert math.isclose(ours[key], monai[key], rel_tol=1e-5), (key, ours, monai)
+    # The same masks as SimpleITK images (score.py's path) give the same numbers.
+    img_a, img_b = (_label_map(m, spacing) for m in (a, b))
+    assert surface_distances(img_a, img_b) == pytest.approx(ours)

@@ -43,8 +43,17 @@ def preprocess_subject(subject, levels, crop_size, spacing, strict: bool = False
             absent_level(subject, level, strict)
             continue
         ct, lab, frame = crop_pair(image, label, centroids[value], crop_size, spacing)
-        crops.append(dict(subject=subject.id, level=level, hu=ct, target=(lab == value).astype(np.uint8),
-                          valid=inside_scan(image, frame), centre=tuple(centroids[value]), frame=frame))
+        crops.append(
+            dict(
+                subject=subject.id,
+                level=level,
+                hu=ct,
+                target=(lab == value).astype(np.uint8),
+                valid=inside_scan(image, frame),
+                centre=tuple(centroids[value]),
+                frame=frame,
+            )
+        )
     return crops
 
 
@@ -60,8 +69,17 @@ class CropDataset(Dataset):
     together before windowing; `spacing`: the crops' voxel size (mm), which it works in.
     """
 
-    def __init__(self, crops: list[dict], window_hu, edge_weight: float, flip_lr: bool = False,
-                 margin: int = 0, jitter: bool = False, transform=None, spacing: float = 1.0):
+    def __init__(
+        self,
+        crops: list[dict],
+        window_hu,
+        edge_weight: float,
+        flip_lr: bool = False,
+        margin: int = 0,
+        jitter: bool = False,
+        transform=None,
+        spacing: float = 1.0,
+    ):
         self.crops, self.window_hu, self.edge_weight, self.flip_lr = crops, tuple(window_hu), edge_weight, flip_lr
         self.margin, self.jitter = int(margin), bool(jitter)
         self.transform, self.spacing = transform, float(spacing)
@@ -123,8 +141,10 @@ def _eval_sampler(dataset: Dataset):
 
     ranks = torch.distributed.get_world_size()
     if len(dataset) < ranks:  # a rank without batches would leave the others waiting in the metric sync
-        raise SpineError(f"{len(dataset)} evaluation crops cannot be shared by {ranks} DDP ranks: "
-                         f"use more val/test subjects or fewer trainer.devices")
+        raise SpineError(
+            f"{len(dataset)} evaluation crops cannot be shared by {ranks} DDP ranks: "
+            f"use more val/test subjects or fewer trainer.devices"
+        )
     return UnrepeatedDistributedSampler(dataset, shuffle=False)
 
 
@@ -200,7 +220,9 @@ class SpineDataModule(L.LightningDataModule):
     def check_subjects(self) -> None:
         ids = [s.id for s in self.subjects]
         if len(set(ids)) != len(ids):
-            raise SpineError("duplicate subject ids: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
+            raise SpineError(
+                "duplicate subject ids in data.subjects: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1}))
+            )
         for split, members in self.split_of().items():
             if not members:
                 raise SpineError(f"no subject in the {split} split: need at least one each for train, val and test")
@@ -269,17 +291,28 @@ class SpineDataModule(L.LightningDataModule):
                 self.crops[by_id[crop["subject"]].split].append(crop)
         for split, crops in self.crops.items():
             if not crops:
-                raise SpineError(f"no crop in the {split} split: "
-                                 f"none of its subjects has any of {self.levels}")
+                raise SpineError(f"no crop in the {split} split: none of its subjects has any of {self.levels}")
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = CropDataset(self.crops[split], self.window_hu, self.edge_weight, flip_lr=self.flip_lr and train,
-                              margin=self.margin, jitter=train, transform=self.augmentation if train else None,
-                              spacing=self.spacing)
+        dataset = CropDataset(
+            self.crops[split],
+            self.window_hu,
+            self.edge_weight,
+            flip_lr=self.flip_lr and train,
+            margin=self.margin,
+            jitter=train,
+            transform=self.augmentation if train else None,
+            spacing=self.spacing,
+        )
         sampler = self._train_sampler() if train else _eval_sampler(dataset)
-        return DataLoader(dataset, batch_size=self.batch_size if train else 1, shuffle=train and sampler is None,
-                          sampler=sampler,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else 1,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def _train_sampler(self):
         """Source-weighted sampling of the training crops (data=mix, or a set number per epoch)."""

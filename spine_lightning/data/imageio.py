@@ -8,6 +8,7 @@ Every failure is a `SpineError` naming the file and what is wrong.
 from __future__ import annotations
 
 import gzip
+import struct
 import zlib
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def _read_file(path: Path) -> sitk.Image:
         problem = _gzip_problem(path)
         if problem:
             raise SpineError(f"{path}: corrupt gzip ({problem})")
+    check_nifti_finite(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError:
@@ -64,6 +66,35 @@ def _gzip_problem(path: Path) -> str | None:
     except (OSError, EOFError, zlib.error) as err:
         return str(err) or type(err).__name__
     return None
+
+
+def check_nifti_finite(path: Path) -> None:
+    """Refuse a float NIfTI with NaN or infinite voxels. ITK's NIfTI reader turns NaN into 0, so
+    the check after reading cannot see them: the voxels are checked in the file's own bytes."""
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return
+    with (gzip.open if name.endswith(".gz") else open)(path, "rb") as f:
+        head = f.read(540)
+        for endian in "<>":  # NIfTI-1 (348-byte header) or NIfTI-2 (540), either byte order
+            version = {348: 1, 540: 2}.get(struct.unpack(endian + "i", head[:4])[0]) if len(head) >= 4 else None
+            if version:
+                break
+        else:
+            return  # not a NIfTI header: ITK says what is wrong
+        # (datatype, vox_offset) fields: byte positions and formats of each header version
+        (d_at, o_at, o_fmt) = (70, 108, "f") if version == 1 else (12, 168, "q")
+        datatype = struct.unpack(endian + "h", head[d_at : d_at + 2])[0]
+        offset = int(struct.unpack(endian + o_fmt, head[o_at : o_at + struct.calcsize(o_fmt)])[0])
+        dtype = {16: "f4", 64: "f8"}.get(datatype)
+        if dtype is None:
+            return  # integer voxels are always finite
+        dtype = np.dtype(endian + dtype)
+        f.seek(offset)
+        while chunk := f.read(1 << 24):
+            values = np.frombuffer(chunk[: len(chunk) // dtype.itemsize * dtype.itemsize], dtype)
+            if not np.isfinite(values).all():
+                raise SpineError(f"{path}: contains NaN or infinite voxel values")
 
 
 def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:

@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from spine_lightning.core.errors import SpineError
-from spine_lightning.data.imageio import FORMATS, read_image
+from spine_lightning.data.imageio import FORMATS, check_nifti_finite, read_image
 
 STREAMED_SUFFIXES = (".nii", ".mha", ".mhd", ".nrrd")  # uncompressed: a region read reads only that region
 
@@ -116,6 +116,7 @@ def open_scan(path: str | Path) -> Scan:
             raise SpineError(f"{path}: not a readable image; expected {FORMATS}") from None
         if scan.dimension != 3 or scan.components != 1:
             raise SpineError(f"{path}: not a 3-D single-channel CT (dimension {scan.dimension})")
+        check_nifti_finite(path)  # once, before any region is used (ITK reads NaN as 0)
         return scan
     return Scan.in_memory(read_image(path))
 

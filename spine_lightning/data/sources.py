@@ -63,10 +63,11 @@ def _root(root, key: str = "data.root") -> Path:
     return path
 
 
-def _need_three(subjects: list, where) -> list:
-    if len(subjects) < 3:
-        raise SpineError(f"{where}: found {len(subjects)} subject(s); "
-                         "at least 3 are needed (train, val, test)")
+def _need_some(subjects: list, where) -> list:
+    # Only "none" is refused here: eval scores any number; training's splits check (assign_folds,
+    # DataModule.check_subjects) asks for a train, val and test subject.
+    if not subjects:
+        raise SpineError(f"{where}: found 0 subject(s)")
     return subjects
 
 
@@ -85,7 +86,7 @@ def verse_subjects(root, label_map=None) -> list[FileSubject]:
         ctd = derivatives / f"{stem}_seg-subreg_ctd.json"
         subjects.append(FileSubject(stem, str(ct), label=str(mask), label_map=_label_map_items(label_map),
                                     centroids=str(ctd) if ctd.exists() else None))
-    return _need_three(subjects, f"{root} (VerSe layout rawdata/sub-*/*_ct.nii.gz)")
+    return _need_some(subjects, f"{root} (VerSe layout rawdata/sub-*/*_ct.nii.gz)")
 
 
 def totalseg_subjects(root, levels=DEFAULT_LEVELS) -> list[FileSubject]:
@@ -103,7 +104,7 @@ def totalseg_subjects(root, levels=DEFAULT_LEVELS) -> list[FileSubject]:
             log.warning("%s: no vertebra mask of %s in segmentations/; subject skipped", ct.parent, levels)
             continue
         subjects.append(FileSubject(ct.parent.name, str(ct), structures=present))
-    return _need_three(subjects, f"{root} (TotalSegmentator layout */ct.nii.gz)")
+    return _need_some(subjects, f"{root} (TotalSegmentator layout */ct.nii.gz)")
 
 
 MANIFEST_COLUMNS = ("subject", "image", "label")
@@ -142,7 +143,7 @@ def folder_subjects(manifest, label_map=None) -> list[FileSubject]:
         subjects.append(FileSubject(row["subject"].strip(), path(row["image"]), label=path(row["label"]),
                                     label_map=mapping, centroids=path(row.get("centroids")), split=split,
                                     series_uid=(row.get("series_uid") or "").strip() or None))
-    return _need_three(subjects, manifest)
+    return _need_some(subjects, manifest)
 
 
 # --- real CT shipped with the package (spine_lightning/data/assets/README.md) -------------------------

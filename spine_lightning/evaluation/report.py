@@ -4,8 +4,9 @@ Reads every run's `metrics.json` and Hydra config, groups the runs by their `exp
 (baseline, edge, adv, edge_adv, ...) and writes into the multirun directory:
 `ablation.md` (the paper's Table 1 with mean ± std over seeds/folds), `ablation.csv` (the same
 numbers, machine-readable) and `ablation.png` (grouped bars with error bars, one group per level).
-A run without `metrics.json` is listed as crashed; a level missing from a finished run's metrics
-(a vertebra never segmented) counts as 0, so it cannot vanish from the mean.
+A run without `metrics.json` is listed as crashed. A missed vertebra is already a 0 in the run's
+metrics; a level absent from them had no crop tested, so it is left out of that run's means (the
+count of runs behind each cell is shown), as `per_level_means` rules everywhere.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import yaml
 
 from spine_lightning.core.errors import SpineError
 from spine_lightning.core.io import atomic_path
+from spine_lightning.evaluation.metrics import per_level_means
 
 # The paper's four methods first, in the order of its ablation; any other experiment follows.
 METHOD_ORDER = ("baseline", "edge", "adv", "edge_adv")
@@ -36,7 +38,7 @@ class Run:
     method: str
     levels: list[str]
     metrics: dict[str, float] | None  # None: the run crashed (no metrics.json)
-    missing: list[str] = field(default_factory=list)  # levels counted as 0
+    missing: list[str] = field(default_factory=list)  # levels not tested: left out of its means
 
 
 @dataclass
@@ -122,10 +124,12 @@ def build_table(runs: list[Run], metric: str = "iou") -> Table:
         levels += [lv for lv in run.levels if lv not in levels]
     values: dict[tuple[str, str], list[float]] = {}
     for run in done:
-        per_level = [run.metrics.get(f"test/{metric}_{lv}", 0.0) for lv in run.levels]  # missed level: 0
-        for lv, v in zip(run.levels, per_level, strict=True):
-            values.setdefault((lv, run.method), []).append(v)
-        values.setdefault(("mean", run.method), []).append(sum(per_level) / len(per_level))
+        rows = [dict(level=lv, value=run.metrics[f"test/{metric}_{lv}"]) for lv in run.levels
+                if f"test/{metric}_{lv}" in run.metrics]
+        means = per_level_means(rows, run.levels, {metric: "value"}, "run")  # a level not tested: absent
+        for row in [*run.levels, "mean"]:
+            if f"run/{metric}_{row}" in means:
+                values.setdefault((row, run.method), []).append(means[f"run/{metric}_{row}"])
     return Table(metric, methods, [*levels, "mean"], values)
 
 
@@ -148,17 +152,19 @@ def write_csv(table: Table, path: Path) -> None:
 def markdown(table: Table, runs: list[Run], sweep_dir: Path) -> str:
     name = METRIC_NAMES[table.metric]
     lines = [f"# Ablation: test {name} per level ({sweep_dir.name})", "",
-             f"Mean ± sample std over the finished runs of each method; **bold** is the best mean per row. "
-             f"A level missing from a run's metrics counts as {name} 0.", "",
+             "Mean ± sample std over the finished runs of each method; **bold** is the best mean per row. "
+             "A level missing from a run's metrics (no crop of it tested) is left out of that run's means; "
+             "(n=…) gives the runs behind a cell when fewer than the method's finished runs.", "",
              "| level | " + " | ".join(table.methods) + " |",
              "|---|" + "---|" * len(table.methods)]
+    finished = {m: sum(1 for r in runs if r.method == m and r.metrics is not None) for m in table.methods}
     for row in table.rows:
         best, cells = table.best(row), []
         for m in table.methods:
-            text = _fmt(*table.stats(row, m)[:2])
+            mean, std, n = table.stats(row, m)
+            text = _fmt(mean, std) + (f" (n={n})" if 0 < n < finished[m] else "")
             cells.append(f"**{text}**" if m in best else text)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    finished = {m: sum(1 for r in runs if r.method == m and r.metrics is not None) for m in table.methods}
     crashed = [r for r in runs if r.metrics is None]
     lines.append("| runs | " + " | ".join(str(finished[m]) for m in table.methods) + " |")
     lines += ["", f"Runs: {len(runs)} found, {len(runs) - len(crashed)} finished, {len(crashed)} crashed."]
@@ -167,7 +173,7 @@ def markdown(table: Table, runs: list[Run], sweep_dir: Path) -> str:
         lines += [f"- `{r.path.relative_to(sweep_dir)}` ({r.method})" for r in crashed]
     zeroed = [r for r in runs if r.metrics is not None and r.missing]
     if zeroed:
-        lines += ["", f"Levels missing from a run's metrics, counted as {name} 0:"]
+        lines += ["", "Levels missing from a run's metrics (not tested), left out of its means:"]
         lines += [f"- `{r.path.relative_to(sweep_dir)}` ({r.method}): {', '.join(r.missing)}" for r in zeroed]
     return "\n".join(lines) + "\n"
 

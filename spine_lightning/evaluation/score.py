@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from pathlib import Path
 
 import hydra
-import numpy as np
 import SimpleITK as sitk
 from omegaconf import DictConfig
 from rich.progress import track
@@ -18,7 +16,7 @@ from spine_lightning.core.errors import ConfigError, SpineError
 from spine_lightning.core.io import atomic_path, write_json
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES, level_value
-from spine_lightning.evaluation.metrics import overlap, surface_distances
+from spine_lightning.evaluation.metrics import overlap, per_level_means, surface_distances
 from spine_lightning.inference.checkpoints import load_segmentation_module
 from spine_lightning.inference.segment import automatic_centres, predict_levels
 
@@ -62,17 +60,9 @@ def score_levels(pred: sitk.Image, truth: sitk.Image, levels) -> list[dict]:
 
 
 def summarise(rows: list[dict], levels) -> dict[str, float]:
-    """Flat means per level and over levels: eval/iou_L2, …, eval/hd95_mean (NaN-free)."""
-    out = {}
-    for key, name in (("iou", "iou"), ("dice", "dice"), ("assd_mm", "assd"), ("hd95_mm", "hd95")):
-        per_level = []
-        for level in levels:
-            values = [r[key] for r in rows if r["level"] == level and math.isfinite(r[key])]
-            if values:
-                out[f"eval/{name}_{level}"] = float(np.mean(values))
-                per_level.append(out[f"eval/{name}_{level}"])
-        if per_level:
-            out[f"eval/{name}_mean"] = float(np.mean(per_level))
+    """Means per level and over levels (eval/iou_L2, …, eval/hd95_mean) by `per_level_means`."""
+    names = dict(iou="iou", dice="dice", assd="assd_mm", hd95="hd95_mm")
+    out = per_level_means(rows, levels, names, "eval")
     out["eval/cases"] = float(len({r["subject"] for r in rows}))
     return out
 

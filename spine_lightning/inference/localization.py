@@ -201,10 +201,7 @@ def body_profile(hu: np.ndarray, line: np.ndarray, spacing: float) -> np.ndarray
     radius = BODY_RADIUS_MM / spacing
     yy, xx = np.mgrid[: hu.shape[1], : hu.shape[2]]
     prof = np.array(
-        [
-            hu[z][(yy - line[z, 0]) ** 2 + (xx - line[z, 1]) ** 2 <= radius**2].mean()
-            for z in range(hu.shape[0])
-        ]
+        [hu[z][(yy - line[z, 0]) ** 2 + (xx - line[z, 1]) ** 2 <= radius**2].mean() for z in range(hu.shape[0])]
     )
     soft = prof < SOFT_TISSUE_MAX_HU
     if soft.any() and not soft.all():  # only the runs that reach the ends of the scan
@@ -241,15 +238,11 @@ def body_minima(prof: np.ndarray, spacing: float) -> np.ndarray:
     the second keeps one minimum per period and fills a gap of two periods with the deepest point
     in its middle (a body whose dip is shallow, e.g. next to a flat neighbour).
     """
-    first, _ = signal.find_peaks(
-        -prof, distance=max(1, round(MIN_BODY_GAP_MM / spacing)), prominence=PROMINENCE_HU
-    )
+    first, _ = signal.find_peaks(-prof, distance=max(1, round(MIN_BODY_GAP_MM / spacing)), prominence=PROMINENCE_HU)
     gaps = np.diff(first) * spacing
     gaps = gaps[(gaps >= 20.0) & (gaps <= 50.0)]
     period = float(np.median(gaps)) if len(gaps) else 28.0
-    minima, _ = signal.find_peaks(
-        -prof, distance=max(1, round(0.7 * period / spacing)), prominence=PROMINENCE_HU
-    )
+    minima, _ = signal.find_peaks(-prof, distance=max(1, round(0.7 * period / spacing)), prominence=PROMINENCE_HU)
     filled = [int(z) for z in minima[:1]]
     for z in minima[1:]:
         if (z - filled[-1]) * spacing > 1.6 * period:
@@ -298,8 +291,15 @@ def lateral_parts(bone: np.ndarray, line: np.ndarray, spacing: float) -> tuple[n
     return parts, lowest
 
 
-def body_evidence(bone: np.ndarray, view: np.ndarray, line: np.ndarray, z: int, period: float,
-                  spacing: float, lateral: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+def body_evidence(
+    bone: np.ndarray,
+    view: np.ndarray,
+    line: np.ndarray,
+    z: int,
+    period: float,
+    spacing: float,
+    lateral: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:
     """What the anchors rest on, for the body centred on the centre line at slice z.
 
     cut: the vertebra (body and posterior elements, +-VERTEBRA_HALF_HEIGHT_MM) comes within EDGE_MM of
@@ -310,12 +310,19 @@ def body_evidence(bone: np.ndarray, view: np.ndarray, line: np.ndarray, z: int, 
     """
     cy, cx = line[z]
     mm = 1.0 / spacing
-    box, cut = _box(bone.shape, z, cy, cx, (VERTEBRA_HALF_HEIGHT_MM + EDGE_MM) * mm,
-                    (-BODY_HALF_DEPTH_MM - EDGE_MM) * mm, (VERTEBRA_BACK_MM * 0.8 + EDGE_MM) * mm, 30.0 * mm)
+    box, cut = _box(
+        bone.shape,
+        z,
+        cy,
+        cx,
+        (VERTEBRA_HALF_HEIGHT_MM + EDGE_MM) * mm,
+        (-BODY_HALF_DEPTH_MM - EDGE_MM) * mm,
+        (VERTEBRA_BACK_MM * 0.8 + EDGE_MM) * mm,
+        30.0 * mm,
+    )
     cut = cut or not view[box].all()
     below_mm = float(z * spacing)  # scan below the body's centre (the sacrum goes on down: S2...)
-    side_box, side_cut = _box(bone.shape, z, cy, cx, 6.0 * mm, RIB_FRONT_MM * mm, RIB_BACK_MM * mm,
-                              ANCHOR_VIEW_MM * mm)
+    side_box, side_cut = _box(bone.shape, z, cy, cx, 6.0 * mm, RIB_FRONT_MM * mm, RIB_BACK_MM * mm, ANCHOR_VIEW_MM * mm)
     lateral_view = not side_cut and bool(view[side_box].all())
 
     # Ribs: bone in the body's slab, beside it, not connected to it there.
@@ -346,10 +353,16 @@ def body_evidence(bone: np.ndarray, view: np.ndarray, line: np.ndarray, z: int, 
     under = bone[below0 : max(z - half, below0 + 1)].mean(axis=0) >= 0.5
     crest = ndimage.binary_dilation(under | tall, iterations=3)
     ribs = [float((seen & band & side & ~crest).sum() * area) for side in (dx < 0, dx > 0)]
-    return dict(cut=bool(cut), lateral_view=lateral_view, scan_below_mm=below_mm, ribs_mm2=ribs, plate_mm2=plate,
-                ribs=lateral_view and min(ribs) >= RIB_MIN_AREA_MM2,
-                rib_free=lateral_view and max(ribs) < RIB_MIN_AREA_MM2,
-                ilia=lateral_view and min(plate) >= ILIUM_MIN_AREA_MM2)
+    return dict(
+        cut=bool(cut),
+        lateral_view=lateral_view,
+        scan_below_mm=below_mm,
+        ribs_mm2=ribs,
+        plate_mm2=plate,
+        ribs=lateral_view and min(ribs) >= RIB_MIN_AREA_MM2,
+        rib_free=lateral_view and max(ribs) < RIB_MIN_AREA_MM2,
+        ilia=lateral_view and min(plate) >= ILIUM_MIN_AREA_MM2,
+    )
 
 
 def find_sacrum(evidence: list[dict], widths: list[float]) -> int | None:
@@ -357,8 +370,14 @@ def find_sacrum(evidence: list[dict], widths: list[float]) -> int | None:
     ribs, and bone fused to it (the alae) reaching clearly further sideways than the bodies above."""
     for i, (ev, width) in enumerate(zip(evidence, widths, strict=True)):
         above = widths[i + 1 : i + 4]
-        if ev["cut"] or not ev["lateral_view"] or ev["ribs"] or not ev["ilia"] or not above \
-                or ev["scan_below_mm"] < SACRUM_SCAN_BELOW_MM:
+        if (
+            ev["cut"]
+            or not ev["lateral_view"]
+            or ev["ribs"]
+            or not ev["ilia"]
+            or not above
+            or ev["scan_below_mm"] < SACRUM_SCAN_BELOW_MM
+        ):
             continue
         if SACRUM_MIN_HALF_WIDTH_MM <= width <= SACRUM_MAX_HALF_WIDTH_MM and width >= SACRUM_WIDTH_RATIO * float(
             np.median(above)
@@ -398,8 +417,7 @@ def _hint_names(hint: dict | None, n: int) -> tuple[dict[int, str] | None, str]:
             return None, f"levels_in_view={list(in_view)}: levels between {SPINE_UP[-1]} and S1"
         a, b = sorted((SPINE_UP.index(lo), SPINE_UP.index(hi)))
         if b - a + 1 != n:
-            return None, (f"the hint levels_in_view={list(in_view)} means {b - a + 1} vertebrae but "
-                          f"{n} were found")
+            return None, (f"the hint levels_in_view={list(in_view)} means {b - a + 1} vertebrae but {n} were found")
         return _names_from(0, SPINE_UP[a], n), f"levels_in_view={list(in_view)}"
     if lowest:
         if str(lowest) not in SPINE_UP:
@@ -417,42 +435,68 @@ def name_bodies(evidence: list[dict], widths: list[float], hint: dict | None = N
     by_anchor = None
     if sacrum is not None and t12 is not None:
         if t12 - sacrum != T12_ABOVE_S1:
-            out["reason"] = (f"the anchors disagree: T12 (lowest ribs) is {t12 - sacrum} bodies above the sacrum, "
-                             f"a normal spine has {T12_ABOVE_S1} (a sixth lumbar vertebra, a rib on L1, or a missed body)")
+            out["reason"] = (
+                f"the anchors disagree: T12 (lowest ribs) is {t12 - sacrum} bodies above the sacrum, "
+                f"a normal spine has {T12_ABOVE_S1} (a sixth lumbar vertebra, a rib on L1, or a missed body)"
+            )
             return out
         by_anchor = _names_from(sacrum, "S1", n, first=sacrum)
-        out.update(anchor="sacrum and T12 (lowest rib-bearing vertebra)", confidence="high",
-                   counting=f"S1 at body {sacrum + 1} and T12 at body {t12 + 1} (from the foot) agree: five lumbar "
-                            "vertebrae between them")
+        out.update(
+            anchor="sacrum and T12 (lowest rib-bearing vertebra)",
+            confidence="high",
+            counting=f"S1 at body {sacrum + 1} and T12 at body {t12 + 1} (from the foot) agree: five lumbar "
+            "vertebrae between them",
+        )
     elif sacrum is not None:
         lumbar_ribs = [k for k in rib_bodies if sacrum < k < sacrum + T12_ABOVE_S1]
         if lumbar_ribs:
-            out["reason"] = (f"ribs on body {lumbar_ribs[0] + 1}, which counting from the sacrum would be "
-                             f"{SPINE_UP[lumbar_ribs[0] - sacrum]}: a transitional spine, the count does not fit")
+            out["reason"] = (
+                f"ribs on body {lumbar_ribs[0] + 1}, which counting from the sacrum would be "
+                f"{SPINE_UP[lumbar_ribs[0] - sacrum]}: a transitional spine, the count does not fit"
+            )
             return out
         t12_pos = sacrum + T12_ABOVE_S1
-        if t12_pos < n and evidence[t12_pos]["lateral_view"] and not evidence[t12_pos]["cut"] \
-                and not evidence[t12_pos]["ribs"]:
-            out["reason"] = ("six rib-free vertebrae above the sacrum (a sixth lumbar vertebra, or T12 without "
-                             "ribs): the count does not fit")
+        if (
+            t12_pos < n
+            and evidence[t12_pos]["lateral_view"]
+            and not evidence[t12_pos]["cut"]
+            and not evidence[t12_pos]["ribs"]
+        ):
+            out["reason"] = (
+                "six rib-free vertebrae above the sacrum (a sixth lumbar vertebra, or T12 without "
+                "ribs): the count does not fit"
+            )
             return out
         by_anchor = _names_from(sacrum, "S1", n, first=sacrum)
-        out.update(anchor="sacrum", confidence="moderate",
-                   counting=f"S1 at body {sacrum + 1} from the foot; L5, L4, ... counted upwards, one per body")
+        out.update(
+            anchor="sacrum",
+            confidence="moderate",
+            counting=f"S1 at body {sacrum + 1} from the foot; L5, L4, ... counted upwards, one per body",
+        )
     elif t12 is not None:
         s1_pos = t12 - T12_ABOVE_S1
         if s1_pos >= 0 and evidence[s1_pos]["lateral_view"] and not evidence[s1_pos]["cut"]:
-            out["reason"] = ("the body six below T12 (lowest ribs), where S1 should be, is not a sacrum "
-                             "(a sixth lumbar vertebra, or a rib on L1): the count does not fit")
+            out["reason"] = (
+                "the body six below T12 (lowest ribs), where S1 should be, is not a sacrum "
+                "(a sixth lumbar vertebra, or a rib on L1): the count does not fit"
+            )
             return out
         by_anchor = _names_from(t12, "T12", n, first=max(t12 - T12_ABOVE_S1 + 1, 0))
-        out.update(anchor="T12 (lowest rib-bearing vertebra)", confidence="moderate",
-                   counting=f"T12 at body {t12 + 1} from the foot; L1 ... L5 counted downwards, T11 ... upwards")
+        out.update(
+            anchor="T12 (lowest rib-bearing vertebra)",
+            confidence="moderate",
+            counting=f"T12 at body {t12 + 1} from the foot; L1 ... L5 counted downwards, T11 ... upwards",
+        )
     hinted, hint_text = _hint_names(hint, n)
     if by_anchor is not None:
         if hinted is not None and any(hinted.get(k, v) != v for k, v in by_anchor.items()):
-            out.update(names={}, anchor=None, confidence="none", counting="",
-                       reason=f"the hint {hint_text} contradicts the {out['anchor']} anchor")
+            out.update(
+                names={},
+                anchor=None,
+                confidence="none",
+                counting="",
+                reason=f"the hint {hint_text} contradicts the {out['anchor']} anchor",
+            )
             return out
         out["names"] = by_anchor
         if hinted is not None:
@@ -461,14 +505,22 @@ def name_bodies(evidence: list[dict], widths: list[float], hint: dict | None = N
     if hinted is not None:
         wrong = [k for k in rib_bodies if hinted.get(k, "T").startswith(("L", "S"))]
         if wrong:
-            out["reason"] = f"the hint {hint_text} contradicts the ribs on body {wrong[0] + 1} (named {hinted[wrong[0]]})"
+            out["reason"] = (
+                f"the hint {hint_text} contradicts the ribs on body {wrong[0] + 1} (named {hinted[wrong[0]]})"
+            )
             return out
-        out.update(names=hinted, anchor="hint", confidence="user",
-                   counting=f"from the user's hint {hint_text}, one name per body found, bottom up")
+        out.update(
+            names=hinted,
+            anchor="hint",
+            confidence="user",
+            counting=f"from the user's hint {hint_text}, one name per body found, bottom up",
+        )
         return out
     out["reason"] = hint_text or (
         "no anchor: no sacrum (alae and iliac wings) and no lowest rib-bearing vertebra fully in view"
-        if n else "no vertebral body found")
+        if n
+        else "no vertebral body found"
+    )
     return out
 
 
@@ -502,8 +554,14 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
     for k, ev in enumerate(evidence):
         ev.update(lateral_reach_mm=widths[k], name=named["names"].get(k))
     loc = Localisation(
-        bodies_mm=bodies, sacrum_index=named["sacrum"], t12_index=named["t12"], widths_mm=widths,
-        evidence=evidence, named=bool(named["names"]), anchor=named["anchor"], counting=named["counting"],
+        bodies_mm=bodies,
+        sacrum_index=named["sacrum"],
+        t12_index=named["t12"],
+        widths_mm=widths,
+        evidence=evidence,
+        named=bool(named["names"]),
+        anchor=named["anchor"],
+        counting=named["counting"],
         confidence=named["confidence"],
     )
     # A body cut by the scan's edge may be a fragment (or a profile minimum beyond the last body):

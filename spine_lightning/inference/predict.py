@@ -41,6 +41,23 @@ def _read_reference(path: Path) -> sitk.Image:
     return reference
 
 
+def _not_a_vertebra(summary: dict, module, cfg: DictConfig) -> str | None:
+    """Why a level's mask is not meshed (None: it is): a mask that fills most of its crop is a
+    failed segmentation, not a vertebra (one fills under a tenth of the training crop)."""
+    prep = preprocessing_of(module)
+    fill = summary["volume_mm3"] / (float(np.prod(prep["crop_size"])) * float(prep["spacing"]) ** 3)
+    limit = float(cfg.mesh.get("max_crop_fill", 0.25))
+    if fill > limit:
+        return f"mask fills the crop ({fill:.0%} of it, limit mesh.max_crop_fill={limit}): not a vertebra, not meshed"
+    return None
+
+
+def _within_face_budget(mesh, cfg: DictConfig):
+    """The mesh decimated to `mesh.max_faces` faces when it has more (bounds export time and memory)."""
+    budget = int(cfg.mesh.get("max_faces", 200_000))
+    return mesh.simplify_quadric_decimation(face_count=budget) if len(mesh.faces) > budget else mesh
+
+
 def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: str) -> dict:
     """All outputs of one CT; inputs are read and checked before anything is written."""
     timings, t0 = {}, time.perf_counter()
@@ -57,8 +74,12 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
     else:
         centres, localisation = automatic_centres(module, scan, levels, cfg.get("refine") or {}, naming_hint(cfg))
         if not localisation["named"]:
-            log.warning("%s: vertebrae segmented but not named (%s); pass centroids=<file> or a hint "
-                        "lowest_level=<level> / levels_in_view=[<lowest>,<highest>]", path, localisation["note"])
+            log.warning(
+                "%s: vertebrae segmented but not named (%s); pass centroids=<file> or a hint "
+                "lowest_level=<level> / levels_in_view=[<lowest>,<highest>]",
+                path,
+                localisation["note"],
+            )
     timings["localise_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -72,7 +93,11 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
     per_level = {}
     written = list(pred.centres)  # levels, or 'vertebra1', ... when nothing could be named
     for level, (summary, mask) in level_summaries(pred, written).items():
-        mesh = mask_mesh(mask, int(cfg.mesh.smoothing_iterations))
+        skipped = _not_a_vertebra(summary, module, cfg)
+        if skipped:  # meshing a crop-filling blob costs minutes and GBs, and it is no vertebra
+            per_level[level] = dict(summary, skipped=skipped)
+            continue
+        mesh = _within_face_budget(mask_mesh(mask, int(cfg.mesh.smoothing_iterations)), cfg)
         write_mesh(out_dir / f"{case}_{level}.stl", mesh)
         summary["mesh"] = dict(
             file=f"{case}_{level}.stl",
@@ -80,8 +105,11 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
             faces=len(mesh.faces),
             watertight=bool(mesh.is_watertight),
         )
-        if reference is not None and not is_unnamed(level) \
-                and (sitk.GetArrayViewFromImage(reference) == level_value(level)).any():
+        if (
+            reference is not None
+            and not is_unnamed(level)
+            and (sitk.GetArrayViewFromImage(reference) == level_value(level)).any()
+        ):
             distance = signed_distance_at(mesh.vertices, reference == level_value(level))
             write_mesh(out_dir / f"{case}_{level}_deviation.ply", mesh, distance)
             write_deviation_png(
@@ -100,8 +128,12 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
             )
         per_level[level] = summary
     preview = write_preview(
-        out_dir / f"{case}_preview.png", scan, pred.label,
-        {label_value(name): name for name in written}, localisation.get("anchor_mm"), case,
+        out_dir / f"{case}_preview.png",
+        scan,
+        pred.label,
+        {label_value(name): name for name in written},
+        localisation.get("anchor_mm"),
+        case,
     )
     timings["export_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
@@ -131,8 +163,14 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
             smoothing_iterations=int(cfg.mesh.smoothing_iterations),
             label_values={
                 **{lv: label_value(lv) for lv in (levels if named else written)},
-                **({} if named else {"unnamed": f"{UNNAMED_BASE + 1}, {UNNAMED_BASE + 2}, ... = vertebra1, "
-                                     "vertebra2, ... from foot to head (outside VerSe's 1-28: not a level)"}),
+                **(
+                    {}
+                    if named
+                    else {
+                        "unnamed": f"{UNNAMED_BASE + 1}, {UNNAMED_BASE + 2}, ... = vertebra1, "
+                        "vertebra2, ... from foot to head (outside VerSe's 1-28: not a level)"
+                    }
+                ),
             },
         ),
         grid=dict(
@@ -158,7 +196,9 @@ def naming_hint(cfg: DictConfig) -> dict | None:
         level_value(str(level))
     if not lowest and not in_view:
         return None
-    return dict(lowest_level=str(lowest) if lowest else None, levels_in_view=[str(v) for v in in_view] if in_view else None)
+    return dict(
+        lowest_level=str(lowest) if lowest else None, levels_in_view=[str(v) for v in in_view] if in_view else None
+    )
 
 
 def predict(cfg: DictConfig) -> list[dict]:
@@ -168,13 +208,9 @@ def predict(cfg: DictConfig) -> list[dict]:
         raise SpineError("input: required (a CT file, a DICOM folder, or a folder of CTs)")
     cases = find_cases(Path(cfg.input))
     if len(cases) > 1 and (cfg.get("centroids") or cfg.get("reference")):
-        raise SpineError(
-            f"input={cfg.input}: centroids and reference apply to one CT, not to a folder of CTs"
-        )
+        raise SpineError(f"input={cfg.input}: centroids and reference apply to one CT, not to a folder of CTs")
     if cfg.get("localizer_ckpt"):
-        raise ConfigError(
-            "localizer_ckpt", cfg.localizer_ckpt, "null: the built-in localiser needs no weights"
-        )
+        raise ConfigError("localizer_ckpt", cfg.localizer_ckpt, "null: the built-in localiser needs no weights")
     module = load_segmentation_module(cfg.ckpt_path)
     for level in cfg.levels or []:
         level_value(level)

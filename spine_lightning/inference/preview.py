@@ -22,7 +22,7 @@ from spine_lightning.inference.localization import GRID_MM, canonical_grid  # no
 
 
 def _label_text(name: str) -> str:
-    return f"unnamed ({name[len('vertebra'):]})" if is_unnamed(name) else name
+    return f"unnamed ({name[len('vertebra') :]})" if is_unnamed(name) else name
 
 
 def write_preview(
@@ -45,7 +45,10 @@ def write_preview(
         cy, cx = int(np.median(yy)), int(np.median(xx))
     else:
         cy, cx = hu.shape[1] // 2, hu.shape[2] // 2
-    views = {"sagittal (mid-spine)": (hu[:, :, cx], lab[:, :, cx], 1), "coronal (through the bodies)": (hu[:, cy, :], lab[:, cy, :], 2)}
+    views = {
+        "sagittal (mid-spine)": (hu[:, :, cx], lab[:, :, cx], 1),
+        "coronal (through the bodies)": (hu[:, cy, :], lab[:, cy, :], 2),
+    }
     colours = plt.get_cmap("tab10")
     fig, axes = plt.subplots(1, 2, figsize=(10, 6))
     texts = []
@@ -59,8 +62,9 @@ def write_preview(
             overlay[mask] = (*colours(i % 10)[:3], 0.45)
             rows, cols = np.nonzero(mask)
             text = _label_text(names[value])
-            ax.text(cols.max() + 3, rows.mean(), text, color=colours(i % 10), fontsize=9, va="center",
-                    fontweight="bold")
+            ax.text(
+                cols.max() + 3, rows.mean(), text, color=colours(i % 10), fontsize=9, va="center", fontweight="bold"
+            )
             texts.append(text)
         ax.imshow(overlay, origin="lower", aspect="equal")
         for anchor, centre in (anchors_mm or {}).items():

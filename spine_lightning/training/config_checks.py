@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections import Counter
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -96,8 +95,13 @@ def available_devices(accelerator: str) -> int:
 
 
 def _check_trainer(cfg: DictConfig) -> None:
-    max_epochs = _number(cfg, "trainer.max_epochs", "an integer >= 1 (or -1: no limit)",
-                         lambda v: v >= 1 or v == -1, integer=True)
+    # The cosine schedule anneals over max_epochs (T_max): it needs a finite count.
+    cosine = cfg.get("optimizer", {}).get("scheduler") == "cosine"
+    max_epochs = _number(cfg, "trainer.max_epochs",
+                         "an integer >= 1 (-1, no limit, only with optimizer.scheduler=null: "
+                         "the cosine schedule needs a finite epoch count)" if cosine
+                         else "an integer >= 1 (or -1: no limit)",
+                         lambda v: v >= 1 or (v == -1 and not cosine), integer=True)
     min_epochs = cfg.trainer.get("min_epochs")
     if min_epochs is not None:
         _number(cfg, "trainer.min_epochs", f"an integer >= 0 and <= trainer.max_epochs={max_epochs}",
@@ -132,14 +136,6 @@ def validate_train_config(cfg: DictConfig) -> None:
                           "false when ckpt_path is given (one way to choose the checkpoint)")
     if ckpt_path is not None:
         check_resume_checkpoint(ckpt_path, cfg.model)
-
-
-def check_subject_ids(subjects) -> None:
-    """Subject ids name outputs and splits: each must be unique."""
-    counts = Counter(s.id for s in subjects)
-    duplicates = sorted(i for i, n in counts.items() if n > 1)
-    if duplicates:
-        raise SpineError(f"duplicate subject ids in data.subjects: {', '.join(duplicates)}")
 
 
 def check_resume_checkpoint(path: str | Path, model_cfg: DictConfig) -> None:

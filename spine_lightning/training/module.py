@@ -7,12 +7,11 @@ import math
 
 import hydra
 import lightning as L
-import numpy as np
 import torch
 from torch import nn
 
 from spine_lightning.core.errors import SpineError
-from spine_lightning.evaluation.metrics import PerLevelMetrics, surface_distances
+from spine_lightning.evaluation.metrics import PerLevelMetrics, per_level_means, surface_distances
 from spine_lightning.training.losses import adversarial_perturbation, segmentation_loss, weighted_cross_entropy
 
 log = logging.getLogger(__name__)
@@ -84,10 +83,17 @@ class SpineSegmentationModule(L.LightningModule):
     def _check_finite(self, loss: torch.Tensor, batch, name: str) -> bool:
         """True if the loss is finite. Otherwise stop with the step and subjects (nonfinite="stop"), or
         count the batch as skipped and return False (nonfinite="skip")."""
-        if math.isfinite(loss.item()):
+        finite = torch.tensor(float(math.isfinite(loss.item())), device=loss.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # One decision for all ranks: a rank that skipped its backward would leave the others
+            # waiting in DDP's gradient all-reduce.
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if finite.item():
             return True
         subjects = ", ".join(batch["subject"])
-        where = f"non-finite {name} at global step {self.global_step} on subjects {subjects}"
+        where = (f"non-finite {name} at global step {self.global_step} on subjects {subjects}"
+                 if not math.isfinite(loss.item()) else
+                 f"non-finite {name} on another rank at global step {self.global_step}")
         if self.hparams.get("nonfinite", "stop") != "skip":
             raise SpineError(where + " (set nonfinite_loss=skip to skip such batches)")
         self.skipped_batches += 1
@@ -153,20 +159,17 @@ class SpineSegmentationModule(L.LightningModule):
         for name, metrics in self.test_source_metrics.items():  # test/<source>/iou_L3, ...
             self.log_dict(metrics.compute(f"test/{name}"))
             metrics.reset()
-        # Mean over the crops of each level whose prediction is not empty (empty: no surface).
-        means = {}
-        for level, values in self.test_surface.items():
-            arr = np.array(values, dtype=float)
-            for j, name in enumerate(("assd", "hd95")):
-                finite = arr[np.isfinite(arr[:, j]), j]
-                if len(finite):
-                    means[f"test/{name}_{level}"] = float(finite.mean())
-        for name in ("assd", "hd95"):
-            per_level = [v for k, v in means.items() if k.startswith(f"test/{name}_")]
-            if per_level:
-                means[f"test/{name}_mean"] = float(np.mean(per_level))
+        # Every rank aggregates all ranks' crops, so each logs the same keys and values: a level
+        # with only empty predictions on one rank cannot leave the ranks with different key sets
+        # (which hangs a synced log_dict), and no sync is needed.
+        rows = [dict(level=lv, assd=a, hd95=h) for lv, values in self.test_surface.items() for a, h in values]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, rows)
+            rows = [row for part in gathered for row in part]
+        means = per_level_means(rows, self.hparams.levels, ("assd", "hd95"), "test")
         if means:
-            self.log_dict(means, sync_dist=True)
+            self.log_dict(means)
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -15,7 +15,7 @@ from spine_lightning.core.errors import SpineError
 from spine_lightning.core.io import write_json
 from spine_lightning.core.resolvers import sweep_group  # noqa: F401  (registers ${sweep_group:} for logger.wandb.group)
 from spine_lightning.training.callbacks import has_nonfinite_parameters
-from spine_lightning.training.config_checks import check_resume_checkpoint, check_subject_ids, validate_train_config
+from spine_lightning.training.config_checks import check_resume_checkpoint, validate_train_config
 from spine_lightning.training.ddp_hydra import end_ddp_job, start_ranks_as_job_runs
 from spine_lightning.training.module import SpineSegmentationModule
 from spine_lightning.training.resume import checkpoint_to_resume, wandb_run_id
@@ -79,7 +79,7 @@ def train(cfg: DictConfig) -> float | None:
     torch.set_float32_matmul_precision("high")
 
     datamodule = hydra.utils.instantiate(cfg.data)
-    check_subject_ids(datamodule.subjects)
+    datamodule.check_subjects()  # ids unique, every split filled: before any work
     module = build_module(cfg)
     apply_speed_options(
         module.net,
