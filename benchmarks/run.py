@@ -55,20 +55,17 @@ def suite(quick: bool, tiny: bool, ckpt: str | None = None) -> dict:
     return results
 
 
-SHIPPED_MODEL = ROOT / "tests" / "data" / "models" / "default_phantom.ckpt"
-
-
 def newest_default_checkpoint() -> str | None:
     """The last.ckpt of the newest `python train.py` run with the default CPU model, else the
-    shipped weights of one such run: an untrained model predicts blobs that fill whole crops, which
+    model bundled with the package: an untrained model predicts blobs that fill whole crops, which
     times mesh export, not predict."""
-    from spine_lightning.inference.checkpoints import load_segmentation_module
+    from spine_lightning.inference.checkpoints import BUNDLED_MODEL, load_segmentation_module
 
     for path in sorted((ROOT / "logs" / "train" / "runs").glob("*/checkpoints/last.ckpt"), reverse=True):
         net = load_segmentation_module(path).hparams.net
         if {k: net.get(k) for k in training_steps.CPU_NET} == training_steps.CPU_NET:
             return str(path)
-    return str(SHIPPED_MODEL) if SHIPPED_MODEL.is_file() else None
+    return str(BUNDLED_MODEL) if BUNDLED_MODEL.is_file() else None
 
 
 def verdicts(results: dict, quick: bool) -> dict:

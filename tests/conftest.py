@@ -4,10 +4,12 @@ from pathlib import Path
 
 import pytest
 
+from spine_lightning.inference.checkpoints import BUNDLED_MODEL
+
 ROOT = Path(__file__).resolve().parent.parent
-# The default `python train.py` run's weights (see tests/data/models/README.md): a model that
-# segments, for tests whose assertions need one (the tiny checkpoint only exercises the plumbing).
-DEFAULT_MODEL = ROOT / "tests" / "data" / "models" / "default_phantom.ckpt"
+# The model bundled with the package (its card: spine_lightning/inference/bundled/README.md): a model
+# that segments, for tests whose assertions need one (the tiny checkpoint only exercises the plumbing).
+DEFAULT_MODEL = BUNDLED_MODEL
 DATA = Path(__file__).resolve().parent / "data"
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_MODE", "offline")

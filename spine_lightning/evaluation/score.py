@@ -12,12 +12,12 @@ import SimpleITK as sitk
 from omegaconf import DictConfig
 from rich.progress import track
 
-from spine_lightning.core.errors import ConfigError, SpineError
+from spine_lightning.core.errors import ConfigError
 from spine_lightning.core.io import atomic_path, write_json
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES, level_value
 from spine_lightning.evaluation.metrics import overlap, per_level_means, surface_distances
-from spine_lightning.inference.checkpoints import load_segmentation_module
+from spine_lightning.inference.checkpoints import checkpoint_path, load_segmentation_module
 from spine_lightning.inference.segment import automatic_centres, predict_levels
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,7 @@ def summarise(rows: list[dict], levels) -> dict[str, float]:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    if not cfg.get("ckpt_path"):
-        raise SpineError("ckpt_path: required (a checkpoint written by train.py)")
+    cfg.ckpt_path = str(checkpoint_path(cfg.get("ckpt_path")))  # none given: the bundled model
     if cfg.centroids not in CENTROID_SOURCES:
         raise ConfigError("centroids", cfg.centroids, f"one of {', '.join(CENTROID_SOURCES)}")
     module = load_segmentation_module(cfg.ckpt_path)

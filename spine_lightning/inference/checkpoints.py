@@ -18,6 +18,13 @@ from spine_lightning.core.io import atomic_path
 
 NETWORK_TARGET = "spine_lightning.models.GCNResidualFCN"
 NET_PREFIX = "net."  # the network's weights inside the training module's state_dict
+# The model shipped inside the package (its card: bundled/README.md); used when no ckpt_path is given.
+BUNDLED_MODEL = Path(__file__).resolve().parent / "bundled" / "spine_lumbar.ckpt"
+
+
+def checkpoint_path(ckpt_path: str | Path | None) -> Path:
+    """The checkpoint to use: the one given, else the model bundled with the package."""
+    return Path(ckpt_path) if ckpt_path else BUNDLED_MODEL
 
 
 class TrainedModel(torch.nn.Module):

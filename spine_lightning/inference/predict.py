@@ -19,7 +19,7 @@ from spine_lightning.data.centroids import read_centroids
 from spine_lightning.data.imageio import read_image
 from spine_lightning.data.labels import LUMBAR_LEVELS, UNNAMED_BASE, is_unnamed, label_value, level_value
 from spine_lightning.data.scan import STREAMED_SUFFIXES, open_scan
-from spine_lightning.inference.checkpoints import load_segmentation_module
+from spine_lightning.inference.checkpoints import checkpoint_path, load_segmentation_module
 from spine_lightning.inference.export import mask_mesh, signed_distance_at, write_deviation_png, write_mesh
 from spine_lightning.inference.inputs import case_name, check_writable, find_cases
 from spine_lightning.inference.preview import write_preview
@@ -202,8 +202,7 @@ def naming_hint(cfg: DictConfig) -> dict | None:
 
 
 def predict(cfg: DictConfig) -> list[dict]:
-    if not cfg.get("ckpt_path"):
-        raise SpineError("ckpt_path: required (a checkpoint written by train.py)")
+    cfg.ckpt_path = str(checkpoint_path(cfg.get("ckpt_path")))  # none given: the bundled model
     if not cfg.get("input"):
         raise SpineError("input: required (a CT file, a DICOM folder, or a folder of CTs)")
     cases = find_cases(Path(cfg.input))
