@@ -16,7 +16,8 @@ from spine_lightning.data.datamodule import SpineDataModule
 from spine_lightning.data.mix import mixed_subjects
 from spine_lightning.data.sources import phantom_subjects
 
-TINY_PHANTOMS = [f"data.subjects.phantom.subjects.num_{s}=1" for s in ("train", "val", "test")]
+TINY_PHANTOMS = [f"data.subjects.phantom.subjects.num_{s}=1" for s in ("train", "val", "test")] + [
+    "data.subjects.synthetic.subjects.num_per_map=1"]
 
 
 def _mix_config(*overrides):
@@ -73,12 +74,13 @@ def test_a_mixed_run_logs_test_metrics_per_source_and_overall(tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     splits = json.loads((tmp_path / "run" / "splits.json").read_text())
     sources = {s.split("-")[0] for part in splits.values() for s in part}
-    assert sources == {"phantom", "real"}
-    for source in sources:
+    assert sources == {"phantom", "real", "synthetic"}
+    assert not any(s.startswith("synthetic") for s in splits["test"])  # synthetic images train only
+    for source in ("phantom", "real"):
         assert 0.0 <= metrics[f"test/{source}/iou_mean"] <= 1.0
     # real test subject (tptbox) has L2-L4, the phantom all levels: each level's overall IoU is the
     # mean over the crops of both sources, one crop each
     for level in ("L2", "L3", "L4"):
-        per_source = [metrics[f"test/{s}/iou_{level}"] for s in sorted(sources)]
+        per_source = [metrics[f"test/{s}/iou_{level}"] for s in ("phantom", "real")]
         assert metrics[f"test/iou_{level}"] == pytest.approx(sum(per_source) / 2, abs=1e-5)
     assert "test/real/iou_L5" not in metrics and "test/phantom/iou_L5" in metrics

@@ -1,18 +1,18 @@
 """Issue 12: a vertebra is named right, or not at all (weight-free localiser, no checkpoint)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES, label_value
 from spine_lightning.data.phantom import PhantomSpec, make_phantom
 from spine_lightning.inference.localization import localize
 from spine_lightning.inference.preview import write_preview
 
-REAL = Path(__file__).resolve().parent / "data" / "real_ct"
+REAL = asset_path("real_ct")  # the real lumbar CT ships with the package
 TOTALSEG_IDS = {31: "L1", 30: "L2", 29: "L3", 28: "L4", 27: "L5", 26: "S1"}
 
 

@@ -94,6 +94,6 @@ def test_foreground_predicted_past_the_scan_costs_nothing_in_the_metrics(edge_cr
         with warnings.catch_warnings():  # self.log outside a Trainer warns
             warnings.simplefilter("ignore")
             module._evaluate(batch, module.val_metrics, "val")
-        scores[name] = module.val_metrics.compute("val")["val/iou_L2"].item()
+        scores[name] = float(module.val_metrics.compute("val")["val/iou_L2"])
     assert scores["masked"] == pytest.approx(1.0)
     assert scores["unmasked"] < 0.9  # the same prediction, scored without the mask
