@@ -239,9 +239,9 @@ def _report_centroid_errors(report: dict, truth: dict) -> dict[str, float]:
 
 
 def test_default_model_centroids_on_the_real_ct(real_case, tmp_path):
-    """The shipped default model (trained on phantoms only) on the real CT, crops at the label
-    centroids: the report's mask centroids against the label map's. Measured: L2 3.5, L3 1.1,
-    L4 1.5, L5 0.5 mm; L2's posterior elements are under-segmented at 3 mm voxels."""
+    """The bundled model on the real CT, crops at the label centroids: the report's mask centroids
+    against the label map's, each within one voxel of this CT (3 mm). A mask on the wrong grid, a
+    flipped axis or a crop off its centre moves a centroid by far more."""
     report = predict(
         _cfg(
             ckpt_path=str(DEFAULT_MODEL),
@@ -252,13 +252,12 @@ def test_default_model_centroids_on_the_real_ct(real_case, tmp_path):
     )[0]
     errors = _report_centroid_errors(report, real_case["centres"])
     assert set(errors) == {"L2", "L3", "L4", "L5"}
-    assert max(errors[lv] for lv in ("L3", "L4", "L5")) <= 2.0, errors
-    assert errors["L2"] <= 4.0, errors
+    assert max(errors.values()) <= 3.0, errors
 
 
 def test_default_model_without_centroids_finds_every_level_on_the_real_ct(real_case, tmp_path):
     """Localiser + refinement + segmentation: every L2-L5 segmented, named, and its report centroid
-    within 5 mm of the label map's (measured at most 2.7 mm)."""
+    within 5 mm of the label map's."""
     report = predict(
         _cfg(ckpt_path=str(DEFAULT_MODEL), input=str(REAL / "lumbar_ct_3mm.nii.gz"), output_dir=str(tmp_path))
     )[0]
