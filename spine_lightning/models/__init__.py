@@ -1,4 +1,7 @@
-"""Network blocks and the GCN-residual FCN (plain PyTorch, no Lightning)."""
+"""Network blocks and the GCN-residual FCN (plain PyTorch, no Lightning, no files).
+
+May import core only.
+"""
 
 from spine_lightning.models.gcn_residual_fcn import GCNResidualFCN
 
