@@ -83,3 +83,20 @@ def test_eval_scores_a_single_subject_test_manifest(tiny_checkpoint, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["eval/cases"] == 1.0
+
+
+def test_eval_preview_draws_reference_and_prediction_of_every_level(tmp_path):
+    """The per-case picture: a PNG, with a label for every level in the reference or prediction,
+    and the reference contour drawn even where the prediction is empty."""
+    import SimpleITK as sitk
+
+    from spine_lightning.data.phantom import PhantomSpec, make_phantom
+    from spine_lightning.evaluation.preview import write_comparison_preview
+
+    image, truth = make_phantom(3, PhantomSpec(spacing=(1.6, 1.6, 3.0)))
+    empty = sitk.Image(truth.GetSize(), truth.GetPixelID())
+    empty.CopyInformation(truth)
+    path = tmp_path / "case_preview.png"
+    drawn = write_comparison_preview(path, image, truth, empty, LEVELS)
+    assert drawn == list(LEVELS)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -17,6 +17,7 @@ from spine_lightning.core.io import atomic_path, write_json
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES, level_value
 from spine_lightning.evaluation.metrics import overlap, per_level_means, surface_distances
+from spine_lightning.evaluation.preview import write_comparison_preview
 from spine_lightning.inference.checkpoints import checkpoint_path, load_segmentation_module
 from spine_lightning.inference.segment import automatic_centres, predict_levels
 
@@ -86,6 +87,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             centres, _ = automatic_centres(module, image, levels, cfg.get("refine") or {})
         pred = predict_levels(module, image, {lv: c for lv, c in centres.items() if lv in levels})
         rows += [dict(subject=subject.id, **r) for r in score_levels(pred.label, truth, levels)]
+        if cfg.get("preview", True):
+            write_comparison_preview(out_dir / "previews" / f"{subject.id}_preview.png", image, truth, pred.label,
+                                     levels, title=f"{subject.id} ({cfg.ckpt_path})")
     metrics = summarise(rows, levels)
     with atomic_path(out_dir / "cases.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
