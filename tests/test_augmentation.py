@@ -111,3 +111,22 @@ def test_bone_density_scales_the_cancellous_band_only():
 def test_unknown_entry_is_a_config_error():
     with pytest.raises(ConfigError):
         build_augmentation(dict(rotation=dict(p=1.0)))
+
+
+def test_study_perturbations_do_what_they_are_named(root):
+    """The study's test perturbations (conf/recipe/study_cpu.yaml): +100 HU everywhere, 60 HU noise,
+    thick slices that blur along Z only; labels never change."""
+    with initialize_config_dir(str(root / "conf"), version_base=None):
+        cfg = compose("train.yaml", overrides=["+recipe=study_cpu"])
+    perturbations = OmegaConf.to_container(cfg.test_perturbations, resolve=True)
+    hu, target, weights = _cube_crop()
+    torch.manual_seed(0)
+    out = {}
+    for name, config in perturbations.items():
+        out[name], maps = augment(build_augmentation(config), hu, cfg.data.spacing, target=target, weights=weights)
+        assert np.array_equal(maps["target"], target) and np.array_equal(maps["weights"], weights), name
+    np.testing.assert_allclose(out["shift"] - hu, 100.0, atol=1e-3)
+    assert 55 < np.std(out["noise"] - hu) < 65 and abs(np.mean(out["noise"] - hu)) < 2
+    changed = np.abs(out["thick_slices"] - hu) > 1
+    assert changed[5:7].any() and changed[15:17].any()  # the cube's faces across Z are blurred ...
+    assert not changed[8:14, 8:20, 20:30].any()  # ... slices inside it are not

@@ -9,6 +9,7 @@ from conftest import ROOT, run_cli
 
 # 3 mm crops of four training phantoms, a 3-level network: a few minutes of CPU at most.
 LEARN = [
+    "data=phantom",
     "data.subjects.num_train=4",
     "data.subjects.num_val=1",
     "data.subjects.num_test=2",

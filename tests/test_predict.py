@@ -139,7 +139,7 @@ def test_bad_input_fails_cleanly_without_outputs(case, tiny_checkpoint, real_cas
     if case == "not_an_image":
         cfg["input"] = str(tmp_path / "notes.nii.gz")
         Path(cfg["input"]).write_text("not an image")
-        expected, named = "not a readable image", "notes.nii.gz"
+        expected, named = "corrupt gzip", "notes.nii.gz"  # text, not a gzip stream
     elif case == "other_architecture":
         cfg["ckpt_path"] = str(_bad_checkpoint(tmp_path / "unet.ckpt"))
         expected, named = "not a spine_lightning segmentation checkpoint", "unet.ckpt"

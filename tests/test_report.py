@@ -115,3 +115,74 @@ def test_cli_bad_directory_is_one_line(tmp_path):
     assert result.returncode != 0
     expected = f"error: {tmp_path / 'missing'}: no such multirun directory"
     assert result.stderr.strip().splitlines() == [expected]
+
+
+def write_cases(job, rows):
+    with open(job / "test_cases.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["condition", "source", "subject", "level", "iou", "dice"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.fixture
+def paired_sweep(tmp_path):
+    """3 seeds x 10 cases: edge better than baseline by 0.05 on every case (plus case noise), adv
+    equal to it up to symmetric noise; under noise, adv keeps its clean score and baseline drops."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    num = 0
+    for seed in (1, 2, 3):
+        base = {(f"s{i}", lv): 0.6 + 0.3 * rng.random() for i in range(5) for lv in ("L2", "L3")}
+        jitter = {k: rng.normal(0, 0.01) for k in base}
+        shifted = {"baseline": {k: v for k, v in base.items()},
+                   "edge": {k: v + 0.05 + jitter[k] for k, v in base.items()},
+                   "adv": {k: v + (jitter[k] if i % 2 else -jitter[k]) for i, (k, v) in enumerate(base.items())}}
+        for method, values in shifted.items():
+            noisy_drop = 0.0 if method == "adv" else 0.2
+            metrics = {"test/iou_L2": np.mean([v for (s, lv), v in values.items() if lv == "L2"]),
+                       "test/iou_L3": np.mean([v for (s, lv), v in values.items() if lv == "L3"]),
+                       "test/real/iou_mean": 0.4, "test_noise/iou_mean": 0.5}
+            metrics["test/iou_mean"] = (metrics["test/iou_L2"] + metrics["test/iou_L3"]) / 2
+            job = make_job(tmp_path, num, method, {k: float(v) for k, v in metrics.items()}, levels=["L2", "L3"])
+            (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"data": {"levels": ["L2", "L3"]}, "seed": seed}))
+            task = {"hydra": {"runtime": {"choices": {"experiment": method}},
+                              "overrides": {"task": ["+sweep=ablation", "+recipe=study_cpu",
+                                                     f"+experiment={method}", f"seed={seed}"]}}}
+            (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(task))
+            rows = [dict(condition="test", source="real", subject=s, level=lv, iou=v, dice=v)
+                    for (s, lv), v in values.items()]
+            rows += [dict(condition="test_noise", source="real", subject=s, level=lv, iou=v - noisy_drop, dice=v)
+                     for (s, lv), v in values.items()]
+            write_cases(job, rows)
+            num += 1
+    return tmp_path
+
+
+def test_paired_comparison_finds_the_real_difference_and_only_it(paired_sweep):
+    md = write_report(paired_sweep)["md"].read_text()
+    words = [line for line in md.splitlines() if line.startswith("- ")]
+    edge = next(w for w in words if w.startswith("- edge vs baseline, mean"))
+    assert 0.04 < float(edge.split(": ")[1].split()[0]) < 0.06  # the built-in +0.05, up to case noise
+    assert edge.endswith("higher") and "over 30 pairs" in edge
+    adv = next(w for w in words if w.startswith("- adv vs baseline, mean"))
+    assert adv.endswith("no significant difference")
+    # under noise the baseline lost 0.2 and adv nothing: adv is significantly better there
+    noisy = next(w for w in words if w.startswith("- under noise: adv vs baseline"))
+    assert 0.19 < float(noisy.split("mean: ")[1].split()[0]) < 0.21 and noisy.endswith("higher")
+    edge_row = next(line for line in md.splitlines() if line.startswith("| edge | **+"))
+    assert edge_row.count("**") == 6  # L2, L3 and mean all significant
+    adv_row = next(line for line in md.splitlines() if line.startswith("| adv | "))
+    assert "**" not in adv_row
+    assert "| clean |" in md and "| noise |" in md and "| real |" in md
+
+
+def test_runs_csv_has_a_rerun_command_per_run(paired_sweep):
+    with open(write_report(paired_sweep)["runs"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 9
+    first = rows[0]
+    assert list(first)[:6] == ["experiment", "seed", "command", "test/iou_L2", "test/iou_L3", "test/iou_mean"]
+    # the job alone (no +sweep, which would start the whole multirun again)
+    assert first["command"] == "python train.py +recipe=study_cpu +experiment=baseline seed=1"
+    assert "test_noise/iou_mean" in first and "test/real/iou_mean" in first

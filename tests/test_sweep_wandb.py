@@ -18,7 +18,7 @@ def sweep_dir(tmp_path_factory):
     sweep = tmp_path_factory.mktemp("sweeps") / "ablation_test"
     args = ["train.py", "+sweep=ablation", f"+experiment={','.join(METHODS)}", "seed=7", *TINY_TRAIN,
             "callbacks.wandb_overlays.every_n_epochs=1", "callbacks.wandb_best_checkpoint.enabled=true",
-            f"hydra.sweep.dir={sweep}"]
+            "test_perturbations={shift:{shift:{p:1.0,shift_hu:[300,300]}}}", f"hydra.sweep.dir={sweep}"]
     result = run_cli(args, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     return sweep
@@ -54,6 +54,7 @@ def test_per_level_curves_overlays_and_case_table(sweep_dir):
         assert len(images) == overlays[0]["val/overlays/count"]
         tables = list(path.parent.glob("files/media/table/test/cases_*.table.json"))
         assert len(tables) == 1
+        assert len(list(path.parent.glob("files/media/table/test_shift/cases_*.table.json"))) == 1
         table = json.loads(tables[0].read_text())
         assert table["columns"] == ["subject", "level", "iou", "dice"]
         assert sorted(row[1] for row in table["data"]) == LEVELS  # one test subject, four levels
@@ -72,6 +73,23 @@ def test_report_counts_every_run(sweep_dir):
         assert float(rows["L3"][f"{method}_mean"]) == pytest.approx(metrics["test/iou_L3"], abs=1e-6)
     assert (sweep_dir / "ablation.png").stat().st_size > 0
     assert "2 found, 2 finished, 0 crashed" in (sweep_dir / "ablation.md").read_text()
+    with open(sweep_dir / "runs.csv", newline="") as f:
+        runs = list(csv.DictReader(f))
+    assert sorted(r["experiment"] for r in runs) == sorted(METHODS)
+    assert all(r["command"].startswith("python train.py ") and "+sweep" not in r["command"] for r in runs)
+
+
+def test_each_test_crop_scored_clean_and_perturbed(sweep_dir):
+    """`test_perturbations` tests again on perturbed crops: its own metrics, one case row per crop
+    and condition; the perturbation changes what the network sees."""
+    for job in (d for d in sweep_dir.iterdir() if (d / "metrics.json").exists()):
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert {f"test_shift/iou_{lv}" for lv in LEVELS} | {"test_shift/iou_mean"} <= set(metrics)
+        with open(job / "test_cases.csv", newline="") as f:
+            cases = list(csv.DictReader(f))
+        clean = sorted((c["subject"], c["level"]) for c in cases if c["condition"] == "test")
+        assert clean == sorted((c["subject"], c["level"]) for c in cases if c["condition"] == "test_shift")
+        assert sorted(lv for _, lv in clean) == LEVELS
 
 
 def test_best_checkpoint_is_a_model_artifact(sweep_dir):

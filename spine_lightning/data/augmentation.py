@@ -12,7 +12,7 @@ Y (front->back) and X (right->left); configs give rotations in X, Y, Z order. No
 flips anything (the left-right mirror is `data.flip_lr`, done by CropDataset); rotations stay
 within +-30 degrees, so head and foot are never swapped.
 
-Order: bone density (needs HU), spatial (affine, elastic, thick slices), blur and noise in HU;
+Order: bone density (needs HU), spatial (affine, elastic, thick slices), blur, noise and shift in HU;
 then gamma and brightness/contrast in the window's [0, 1] scale (they need a fixed range, as on
 nnU-Net's normalised intensities), mapped back to HU, only when they fire, so that CropDataset
 windows as without augmentation.
@@ -84,6 +84,21 @@ class RandomBrightnessContrast(RandomTransform, IntensityTransform):
         return subject
 
 
+class RandomIntensityShift(RandomTransform, IntensityTransform):
+    """An offset added to every voxel (HU): another scanner's calibration or reconstruction kernel.
+    TorchIO has no additive shift."""
+
+    def __init__(self, shift_hu=(-50.0, 50.0), **kwargs):
+        super().__init__(**kwargs)
+        self.shift_hu = self._parse_range(shift_hu, "shift_hu")
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        shift = self.sample_uniform(*self.shift_hu)
+        for image in self.get_images(subject):
+            image.set_data(image.data.float() + shift)
+        return subject
+
+
 def _range(value):
     return tuple(float(v) for v in value) if isinstance(value, list | tuple) else float(value)
 
@@ -97,7 +112,8 @@ def build_augmentation(config: Mapping | None, window_hu=(-1000.0, 2000.0)) -> t
     if isinstance(config, DictConfig):  # Hydra may pass it unconverted (e.g. under data=mix's _convert_)
         config = OmegaConf.to_container(config, resolve=True)
     config = {k: v for k, v in dict(config or {}).items() if v is not None}
-    known = {"bone_density", "affine", "elastic", "low_resolution", "blur", "noise", "gamma", "brightness_contrast"}
+    known = {"bone_density", "affine", "elastic", "low_resolution", "blur", "noise", "shift", "gamma",
+             "brightness_contrast"}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ConfigError(f"augmentation.{unknown[0]}", config[unknown[0]], "one of " + ", ".join(sorted(known)))
@@ -123,6 +139,8 @@ def build_augmentation(config: Mapping | None, window_hu=(-1000.0, 2000.0)) -> t
         transforms.append(tio.RandomBlur(std=_range(c["std_mm"]), p=c["p"]))
     if c := config.get("noise"):
         transforms.append(tio.RandomNoise(std=_range(c["std_hu"]), p=c["p"]))
+    if c := config.get("shift"):
+        transforms.append(RandomIntensityShift(_range(c["shift_hu"]), p=c["p"]))
     if c := config.get("gamma"):
         transforms.append(in_window(tio.RandomGamma(log_gamma=tuple(float(np.log(g)) for g in c["range"])), c["p"]))
     if c := config.get("brightness_contrast"):

@@ -207,6 +207,7 @@ class SpineDataModule(L.LightningDataModule):
             raise ConfigError("data.train_samples_per_epoch", train_samples_per_epoch, "null or an integer >= 1")
         self.train_samples_per_epoch = train_samples_per_epoch
         self.augmentation = build_augmentation(augmentation, self.window_hu)
+        self.test_transform = None  # set by perturb_test: test crops perturbed to measure robustness
         self.crops: dict[str, list[dict]] = {}
 
     @property
@@ -301,7 +302,7 @@ class SpineDataModule(L.LightningDataModule):
             flip_lr=self.flip_lr and train,
             margin=self.margin,
             jitter=train,
-            transform=self.augmentation if train else None,
+            transform=self.augmentation if train else self.test_transform if split == "test" else None,
             spacing=self.spacing,
         )
         sampler = self._train_sampler() if train else _eval_sampler(dataset)
@@ -313,6 +314,11 @@ class SpineDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def perturb_test(self, perturbation) -> None:
+        """Test crops perturbed from now on by an augmentation config (a `test_perturbations` entry,
+        every transform with p=1), or clean again with None."""
+        self.test_transform = build_augmentation(perturbation, self.window_hu) if perturbation else None
 
     def _train_sampler(self):
         """Source-weighted sampling of the training crops (data=mix, or a set number per epoch)."""

@@ -1,9 +1,12 @@
 """Ablation report of a Hydra multirun: `python -m spine_lightning.evaluation.report <multirun dir>`.
 
-Reads every run's `metrics.json` and Hydra config, groups the runs by their `experiment` choice
-(baseline, edge, adv, edge_adv, ...) and writes into the multirun directory:
-`ablation.md` (the paper's Table 1 with mean ± std over seeds/folds), `ablation.csv` (the same
-numbers, machine-readable) and `ablation.png` (grouped bars with error bars, one group per level).
+Reads every run's `metrics.json`, `test_cases.csv` and Hydra config, groups the runs by their
+`experiment` choice (baseline, edge, adv, edge_adv, ...) and writes into the multirun directory:
+`ablation.md` (the paper's Table 1 with mean ± std over seeds/folds; per data source; under each
+test perturbation; each method's paired difference from the baseline with its 95 % interval and
+Wilcoxon p-value, comparison.py, and in words which differences are real), `ablation.csv` (the
+table, machine-readable), `runs.csv` (one row per run with the command that reproduces it) and
+`ablation.png` (grouped bars with error bars, one group per level).
 A run without `metrics.json` is listed as crashed. A missed vertebra is already a 0 in the run's
 metrics; a level absent from them had no crop tested, so it is left out of that run's means (the
 count of runs behind each cell is shown), as `per_level_means` rules everywhere.
@@ -15,6 +18,7 @@ import argparse
 import csv
 import json
 import math
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +27,7 @@ import yaml
 
 from spine_lightning.core.errors import SpineError
 from spine_lightning.core.io import atomic_path
+from spine_lightning.evaluation.comparison import compare_with_baseline
 from spine_lightning.evaluation.metrics import per_level_means
 
 # The paper's four methods first, in the order of its ablation; any other experiment follows.
@@ -39,6 +44,9 @@ class Run:
     levels: list[str]
     metrics: dict[str, float] | None  # None: the run crashed (no metrics.json)
     missing: list[str] = field(default_factory=list)  # levels not tested: left out of its means
+    seed: int | None = None
+    command: str = ""  # `python train.py ...` that reruns this one job
+    cases: list[dict] = field(default_factory=list)  # test_cases.csv: condition, subject, level, value
 
 
 @dataclass
@@ -101,7 +109,22 @@ def read_run(run_dir: Path, metric: str = "iou") -> Run:
     if not isinstance(metrics, dict):
         raise SpineError(f"{metrics_file}: expected a JSON object of metric names to numbers")
     missing = [lv for lv in levels if f"test/{metric}_{lv}" not in metrics]
-    return Run(run_dir, method, levels, {k: float(v) for k, v in metrics.items()}, missing)
+    task = ((hydra_cfg.get("hydra") or {}).get("overrides") or {}).get("task") or overrides or []
+    # the job alone: the sweep config would start a multirun again
+    command = shlex.join(["python", "train.py", *(o for o in task if not o.lstrip("+~").startswith("sweep="))])
+    return Run(run_dir, method, levels, {k: float(v) for k, v in metrics.items()}, missing,
+               config.get("seed"), command, _read_cases(run_dir / "test_cases.csv", metric))
+
+
+def _read_cases(path: Path, metric: str) -> list[dict]:
+    if not path.exists():  # a run from before per-case rows were written: no paired comparison
+        return []
+    try:
+        with path.open(newline="") as f:
+            return [dict(condition=r["condition"], subject=r["subject"], level=r["level"], value=float(r[metric]))
+                    for r in csv.DictReader(f)]
+    except (OSError, KeyError, ValueError) as err:
+        raise SpineError(f"{path}: not a test-case table with condition, subject, level, {metric} ({err})") from err
 
 
 def find_runs(sweep_dir: Path, metric: str = "iou") -> list[Run]:
@@ -167,6 +190,7 @@ def markdown(table: Table, runs: list[Run], sweep_dir: Path) -> str:
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     crashed = [r for r in runs if r.metrics is None]
     lines.append("| runs | " + " | ".join(str(finished[m]) for m in table.methods) + " |")
+    lines += _extra_tables(table, runs) + _comparison(table, runs)
     lines += ["", f"Runs: {len(runs)} found, {len(runs) - len(crashed)} finished, {len(crashed)} crashed."]
     if crashed:
         lines += ["", "Crashed runs (no metrics.json), not in the table:"]
@@ -176,6 +200,88 @@ def markdown(table: Table, runs: list[Run], sweep_dir: Path) -> str:
         lines += ["", "Levels missing from a run's metrics (not tested), left out of its means:"]
         lines += [f"- `{r.path.relative_to(sweep_dir)}` ({r.method}): {', '.join(r.missing)}" for r in zeroed]
     return "\n".join(lines) + "\n"
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return _fmt(mean, std)
+
+
+def _key_table(title: str, keys: dict[str, str], methods: list[str], runs: list[Run]) -> list[str]:
+    """A table of one metric key per row (`keys`: row name -> metrics key), mean ± std per method."""
+    done = [r for r in runs if r.metrics is not None]
+    lines = ["", title, "", "| | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for row, key in keys.items():
+        cells = [_mean_std([r.metrics[key] for r in done if r.method == m and key in r.metrics]) for m in methods]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _extra_tables(table: Table, runs: list[Run]) -> list[str]:
+    """Mean over levels per data source (data=mix) and under each test perturbation."""
+    metric, name = table.metric, METRIC_NAMES[table.metric]
+    keys = sorted({k for r in runs if r.metrics for k in r.metrics})
+    lines = []
+    sources = {k.split("/")[1]: k for k in keys if k.startswith("test/") and k.endswith(f"/{metric}_mean")
+               and k.count("/") == 2}
+    if sources:
+        lines += _key_table(f"Mean test {name} per data source:", sources, table.methods, runs)
+    conditions = {k.split("/")[0].removeprefix("test_"): k for k in keys
+                  if k.startswith("test_") and k.endswith(f"/{metric}_mean") and k.count("/") == 1}
+    if conditions:
+        lines += _key_table(f"Robustness: mean test {name} on clean and on perturbed test crops "
+                            "(`test_perturbations`):", {"clean": f"test/{metric}_mean", **conditions},
+                            table.methods, runs)
+    return lines
+
+
+def _case_values(runs: list[Run]) -> dict:
+    return {(r.method, r.seed): r.cases for r in runs if r.metrics is not None and r.cases}
+
+
+def _comparison(table: Table, runs: list[Run]) -> list[str]:
+    """Paired differences from the baseline, per level on clean crops, overall under perturbation."""
+    cases = _case_values(runs)
+    if "baseline" not in table.methods or not cases:
+        return []
+    name = METRIC_NAMES[table.metric]
+    rows = list(table.rows)
+    clean = compare_with_baseline(cases, table.methods, rows)
+    lines = ["", f"Against the baseline (clean test crops): mean paired difference of {name} over seeds × "
+             "test cases, [95 % interval], Wilcoxon signed-rank p; **bold**: significant (p < 0.05 and "
+             "the interval excludes 0).", "",
+             "| method | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
+    for method in [m for m in table.methods if m != "baseline"]:
+        cells = []
+        for d in (d for d in clean if d.method == method):
+            text = "–" if d.n < 2 else f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}] p={d.p:.2g}"
+            cells.append(f"**{text}**" if d.significant else text)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    conditions = sorted({c["condition"] for rs in cases.values() for c in rs} - {"test"})
+    perturbed = [(c, d) for c in conditions for d in compare_with_baseline(cases, table.methods, ["mean"], condition=c)]
+    verdicts = [d.words(name) for d in clean if d.row == "mean" or d.significant]
+    verdicts += [f"under {c.removeprefix('test_')}: " + d.words(name) for c, d in perturbed]
+    real = [d for d in clean if d.significant] + [d for _, d in perturbed if d.significant]
+    lines += ["", "In words" + ("" if real else ": no difference from the baseline is significant") + ":", ""]
+    lines += [f"- {v}" for v in verdicts]
+    return lines
+
+
+def write_runs_csv(runs: list[Run], path: Path, metric: str = "iou") -> None:
+    """One row per finished run: experiment, seed, the command that reruns it, its test metrics."""
+    done = [r for r in runs if r.metrics is not None]
+    levels = [lv for r in done for lv in r.levels]
+    main = [f"test/{metric}_{lv}" for lv in dict.fromkeys(levels)] + [f"test/{metric}_mean"]
+    extra = sorted({k for r in done for k in r.metrics if k.endswith(f"{metric}_mean") and k not in main})
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["experiment", "seed", "command", *main, *extra])
+        for r in done:
+            writer.writerow([r.method, r.seed, r.command,
+                             *("" if k not in r.metrics else f"{r.metrics[k]:.4f}" for k in main + extra)])
 
 
 def plot(table: Table, path: Path) -> None:
@@ -203,7 +309,7 @@ def plot(table: Table, path: Path) -> None:
 
 
 def write_report(sweep_dir: str | Path, metric: str = "iou") -> dict[str, Path]:
-    """Write ablation.md, ablation.csv and ablation.png into the multirun directory."""
+    """Write ablation.md, ablation.csv, runs.csv and ablation.png into the multirun directory."""
     if metric not in METRICS:
         raise SpineError(f"--metric {metric}: not allowed; one of {', '.join(METRICS)}")
     sweep_dir = Path(sweep_dir)
@@ -212,6 +318,8 @@ def write_report(sweep_dir: str | Path, metric: str = "iou") -> dict[str, Path]:
     if not any(r.metrics is not None for r in runs):
         raise SpineError(f"{sweep_dir}: none of the {len(runs)} runs finished (no metrics.json in any)")
     out = {kind: sweep_dir / f"ablation.{kind}" for kind in ("md", "csv", "png")}
+    out["runs"] = sweep_dir / "runs.csv"
+    write_runs_csv(runs, out["runs"], metric)
     write_csv(table, out["csv"])
     plot(table, out["png"])
     with atomic_path(out["md"]) as tmp:

@@ -38,7 +38,9 @@ class SpineSegmentationModule(L.LightningModule):
         self.net = hydra.utils.instantiate(dict(net))
         self.val_metrics = PerLevelMetrics(levels)
         self.test_metrics = PerLevelMetrics(levels)
-        self.test_cases: list[dict] = []
+        self.test_cases: list[dict] = []  # one row per test crop, from every rank after the epoch
+        # "test", or "test_<perturbation>" while testing on perturbed crops (robustness)
+        self.test_prefix = "test"
         self.test_source_metrics = nn.ModuleDict()  # one PerLevelMetrics per data source (data=mix)
         self.skipped_batches = 0  # batches skipped for a non-finite loss (nonfinite="skip")
         self.test_surface: dict[str, list[tuple[float, float]]] = {}
@@ -126,7 +128,7 @@ class SpineSegmentationModule(L.LightningModule):
         self.val_metrics.reset()
 
     def test_step(self, batch, batch_idx):
-        preds = self._evaluate(batch, self.test_metrics, "test")
+        preds = self._evaluate(batch, self.test_metrics, self.test_prefix)
         sources = batch.get("source", [""] * len(preds))
         for i in range(len(preds)):
             if sources[i] in self.test_source_metrics:
@@ -134,8 +136,8 @@ class SpineSegmentationModule(L.LightningModule):
                                                             [batch["level"][i]])
             p, t = preds[i].bool(), batch["target"][i].bool()
             inter, union, total = (p & t).sum().item(), (p | t).sum().item(), p.sum().item() + t.sum().item()
-            self.test_cases.append(dict(subject=batch["subject"][i], level=batch["level"][i],
-                                        source=sources[i],
+            self.test_cases.append(dict(condition=self.test_prefix, subject=batch["subject"][i],
+                                        level=batch["level"][i], source=sources[i],
                                         iou=inter / union if union else 1.0, dice=2 * inter / total if total else 1.0))
             self._add_surface_distances(preds[i], batch["target"][i], batch["level"][i])
 
@@ -154,20 +156,18 @@ class SpineSegmentationModule(L.LightningModule):
         self.test_source_metrics.to(self.device)
 
     def on_test_epoch_end(self):
-        self.log_dict(self.test_metrics.compute("test"))
+        prefix = self.test_prefix
+        self.log_dict(self.test_metrics.compute(prefix))
         self.test_metrics.reset()
         for name, metrics in self.test_source_metrics.items():  # test/<source>/iou_L3, ...
-            self.log_dict(metrics.compute(f"test/{name}"))
+            self.log_dict(metrics.compute(f"{prefix}/{name}"))
             metrics.reset()
         # Every rank aggregates all ranks' crops, so each logs the same keys and values: a level
         # with only empty predictions on one rank cannot leave the ranks with different key sets
         # (which hangs a synced log_dict), and no sync is needed.
-        rows = [dict(level=lv, assd=a, hd95=h) for lv, values in self.test_surface.items() for a, h in values]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, rows)
-            rows = [row for part in gathered for row in part]
-        means = per_level_means(rows, self.hparams.levels, ("assd", "hd95"), "test")
+        rows = _gather([dict(level=lv, assd=a, hd95=h) for lv, values in self.test_surface.items() for a, h in values])
+        self.test_cases = _gather(self.test_cases)
+        means = per_level_means(rows, self.hparams.levels, ("assd", "hd95"), prefix)
         if means:
             self.log_dict(means)
 
@@ -177,3 +177,12 @@ class SpineSegmentationModule(L.LightningModule):
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.trainer.max_epochs))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         return opt
+
+
+def _gather(rows: list) -> list:
+    """The rows of every rank (all ranks must call it), or these rows outside DDP."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return rows
+    gathered = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, rows)
+    return [row for part in gathered for row in part]

@@ -3,6 +3,7 @@ checkpoint, and leave `metrics.json` and `splits.json` in the run directory."""
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from spine_lightning.core.errors import SpineError
-from spine_lightning.core.io import write_json
+from spine_lightning.core.io import atomic_path, write_json
 from spine_lightning.core.resolvers import sweep_group  # noqa: F401  (registers ${sweep_group:} for logger.wandb.group)
 from spine_lightning.training.callbacks import has_nonfinite_parameters
 from spine_lightning.training.config_checks import check_resume_checkpoint, validate_train_config
@@ -69,6 +70,33 @@ def preprocessing_of(cfg: DictConfig) -> dict:
     )
 
 
+def test_all_conditions(cfg: DictConfig, trainer: L.Trainer, module, datamodule, ckpt_path) -> tuple[dict, list]:
+    """Test the chosen weights on the clean test crops (`test/...`), then once per entry of
+    `test_perturbations` on perturbed copies of them (`test_<name>/...`): robustness measured, not
+    assumed. Returns every test metric and one row per crop and condition."""
+    metrics, cases = {}, []
+    conditions = {"": None, **(OmegaConf.to_container(cfg.get("test_perturbations") or {}, resolve=True))}
+    for name, perturbation in conditions.items():
+        module.test_prefix = f"test_{name}" if name else "test"
+        datamodule.perturb_test(perturbation)
+        L.seed_everything(cfg.seed, workers=True)  # the same noise for every method of a study
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=not name)
+        metrics |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(module.test_prefix + "/")}
+        cases += module.test_cases
+    module.test_prefix = "test"
+    datamodule.perturb_test(None)
+    return metrics, cases
+
+
+def write_cases(path: Path, cases: list[dict]) -> None:
+    """One row per test crop and condition: what a paired test over seeds x cases needs."""
+    columns = ["condition", "source", "subject", "level", "iou", "dice"]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(sorted(cases, key=lambda c: (c["condition"], c["subject"], c["level"])))
+
+
 def train(cfg: DictConfig) -> float | None:
     validate_train_config(cfg)
     out_dir = Path(cfg.paths.output_dir)
@@ -108,11 +136,10 @@ def train(cfg: DictConfig) -> float | None:
         raise SpineError("training diverged: the weights are not finite and no best checkpoint was kept")
     if not best:
         log.warning("no best checkpoint was saved; testing the last weights")
-    trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
-
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    metrics, cases = test_all_conditions(cfg, trainer, module, datamodule, best or None)
     if trainer.is_global_zero:
         write_json(out_dir / "metrics.json", metrics)
+        write_cases(out_dir / "test_cases.csv", cases)
         log.info("test metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
         log.info("run directory: %s", out_dir)
     for logger in loggers:

@@ -61,23 +61,21 @@ class WandbValidationOverlays(L.Callback):
 
 
 class WandbTestCaseTable(L.Callback):
-    """At the end of testing, log the module's per-case metrics (`test_cases`: subject, level,
-    IoU, Dice of each crop, gathered from all ranks) as a `wandb.Table` under `test/cases`."""
+    """At the end of testing, log the module's per-case metrics (`test_cases`: condition, subject,
+    level, IoU, Dice of each crop; the module gathers them from all ranks) as a `wandb.Table` under
+    `test/cases` (`test_noise/cases`, ... for a perturbed test)."""
 
     def __init__(self, key: str = "test/cases"):
         self.key = key
 
-    def on_test_epoch_end(self, trainer, pl_module):
-        cases = list(getattr(pl_module, "test_cases", []))
-        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered = [None] * trainer.world_size
-            torch.distributed.all_gather_object(gathered, cases)  # every rank must take part
-            cases = [c for part in gathered for c in part]
+    def on_test_end(self, trainer, pl_module):  # after the module's epoch end has gathered the cases
         logger = wandb_logger(trainer)
         if not trainer.is_global_zero or logger is None:
             return
+        cases = list(getattr(pl_module, "test_cases", []))
         rows = sorted(([c[k] for k in CASE_COLUMNS] for c in cases), key=lambda r: (r[0], r[1]))
-        logger.log_table(self.key, columns=CASE_COLUMNS, data=rows)
+        key = self.key.replace("test", getattr(pl_module, "test_prefix", "test"), 1)
+        logger.log_table(key, columns=CASE_COLUMNS, data=rows)
 
 
 class WandbBestCheckpoint(L.Callback):
