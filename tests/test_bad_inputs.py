@@ -77,6 +77,8 @@ CATALOGUE = [
     BadInput("missing_key", "train.py", ["~data.levels"], "data.levels", ("required",)),
     BadInput("unknown_nonfinite_mode", "train.py", ["nonfinite_loss=ignore"], "nonfinite_loss", ("skip",)),
     BadInput("unwritable_output", "train.py", _output_under_a_file, "hydra.run.dir", ("not a folder",)),
+    BadInput("unknown_test_perturbation", "train.py", ["test_perturbations={fog:{haze:{p:1.0}}}"],
+             "test_perturbations.fog.haze", ("noise", "shift")),
     # train: files
     BadInput(
         "missing_checkpoint",

@@ -145,7 +145,8 @@ def paired_sweep(tmp_path):
                        "test/real/iou_mean": 0.4, "test_noise/iou_mean": 0.5}
             metrics["test/iou_mean"] = (metrics["test/iou_L2"] + metrics["test/iou_L3"]) / 2
             job = make_job(tmp_path, num, method, {k: float(v) for k, v in metrics.items()}, levels=["L2", "L3"])
-            (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"data": {"levels": ["L2", "L3"]}, "seed": seed}))
+            config = {"data": {"levels": ["L2", "L3"]}, "seed": seed}
+            (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
             task = {"hydra": {"runtime": {"choices": {"experiment": method}},
                               "overrides": {"task": ["+sweep=ablation", "+recipe=study_cpu",
                                                      f"+experiment={method}", f"seed={seed}"]}}}

@@ -16,4 +16,4 @@ class ConfigError(SpineError):
 
     def __init__(self, key: str, value, allowed: str):
         super().__init__(f"{key}={value!r} is not allowed: {allowed}")
-        self.key = key
+        self.key, self.value, self.allowed = key, value, allowed

@@ -10,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from spine_lightning.core.errors import ConfigError, SpineError
+from spine_lightning.data.augmentation import build_augmentation
 from spine_lightning.data.labels import check_levels
 from spine_lightning.inference.checkpoints import read_checkpoint
 from spine_lightning.training.losses import PERTURBATIONS
@@ -124,12 +125,33 @@ def _check_trainer(cfg: DictConfig) -> None:
                           else devices, f"at most {have}: this machine has {have} {accelerator} device(s)")
 
 
+def perturbations_of(cfg: DictConfig) -> dict[str, dict]:
+    """`test_perturbations` as {name: augmentation config}, each one buildable ({} when null)."""
+    value = cfg.get("test_perturbations")
+    if not value:
+        return {}
+    if not isinstance(value, DictConfig):
+        raise ConfigError("test_perturbations", value, "null or {name: augmentation config with p: 1}")
+    perturbations = OmegaConf.to_container(value, resolve=True)
+    for name, config in perturbations.items():
+        if not isinstance(config, dict) or not config:
+            raise ConfigError(f"test_perturbations.{name}", config,
+                              "an augmentation config, e.g. {noise: {p: 1, std_hu: [60, 60]}}")
+        try:
+            build_augmentation(config)
+        except ConfigError as err:  # named by where it was set, not by the augmentation group
+            raise ConfigError(err.key.replace("augmentation", f"test_perturbations.{name}", 1), err.value,
+                              err.allowed) from None
+    return perturbations
+
+
 def validate_train_config(cfg: DictConfig) -> None:
     """Every check that needs only the config; run before anything is built or written."""
     _check_data(cfg)
     _check_loss_and_optimizer(cfg)
     _check_trainer(cfg)
     _number(cfg, "seed", "an integer", integer=True)
+    perturbations_of(cfg)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None and cfg.get("auto_resume"):
         raise ConfigError("auto_resume", True,

@@ -16,7 +16,7 @@ from spine_lightning.core.errors import SpineError
 from spine_lightning.core.io import atomic_path, write_json
 from spine_lightning.core.resolvers import sweep_group  # noqa: F401  (registers ${sweep_group:} for logger.wandb.group)
 from spine_lightning.training.callbacks import has_nonfinite_parameters
-from spine_lightning.training.config_checks import check_resume_checkpoint, validate_train_config
+from spine_lightning.training.config_checks import check_resume_checkpoint, perturbations_of, validate_train_config
 from spine_lightning.training.ddp_hydra import end_ddp_job, start_ranks_as_job_runs
 from spine_lightning.training.module import SpineSegmentationModule
 from spine_lightning.training.resume import checkpoint_to_resume, wandb_run_id
@@ -75,7 +75,7 @@ def test_all_conditions(cfg: DictConfig, trainer: L.Trainer, module, datamodule,
     `test_perturbations` on perturbed copies of them (`test_<name>/...`): robustness measured, not
     assumed. Returns every test metric and one row per crop and condition."""
     metrics, cases = {}, []
-    conditions = {"": None, **(OmegaConf.to_container(cfg.get("test_perturbations") or {}, resolve=True))}
+    conditions = {"": None, **perturbations_of(cfg)}
     for name, perturbation in conditions.items():
         module.test_prefix = f"test_{name}" if name else "test"
         datamodule.perturb_test(perturbation)
