@@ -117,8 +117,8 @@ def main(argv=None) -> int:
         print(rows[-1], flush=True)
     rows += [
         "",
-        f"Wrong names in all: {total_wrong}. Weight-free stage only (the refined stage needs the "
-        "segmentation checkpoint, stale at the time of writing).",
+        f"Wrong names in all: {total_wrong}. Names come from the weight-free stage (the refined stage "
+        "moves centres, never names); `python -m benchmarks.naming`.",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("# Automatic localisation: naming\n\n" + "\n".join(rows) + "\n")

@@ -11,7 +11,7 @@ from conftest import ROOT, TINY_TRAIN, run_cli
 from omegaconf import OmegaConf
 from wandb_offline import find_run_files, summarize_run
 
-from spine_lightning.inference.checkpoints import load_segmentation_module
+from spine_lightning.training.module import SpineSegmentationModule
 
 # One level and three test crops: an odd count that Lightning's default DistributedSampler would pad
 # by repeating a crop (changing the L2 mean); the datamodule's unrepeated eval sampler must not.
@@ -42,7 +42,7 @@ def ddp_run(ddp_sweep, request):
 def single_process_test(run_dir):
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     datamodule = hydra.utils.instantiate(cfg.data)
-    module = load_segmentation_module(run_dir / "checkpoints" / "last.ckpt")
+    module = SpineSegmentationModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                         enable_checkpointing=False)
     trainer.test(module, datamodule=datamodule, verbose=False)

@@ -158,3 +158,26 @@ def test_preview_png_shows_the_names(tmp_path, with_ribs):
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {"L3", "L4", "unnamed (2)", "anchor: sacrum"} <= set(shown["texts"])
     assert "L5" not in shown["texts"]  # only what is in the map and named
+
+
+def test_a_body_split_or_missed_stops_the_count():
+    """Phantom 5000 (dense cores, thin discs) fools the body detector: bodies 70 mm and 18 mm apart.
+    Counting from its sacrum named three vertebrae wrongly; now the spacing check leaves them unnamed."""
+    image, label = make_phantom(5000)
+    loc = localize(image)
+    assert _wrong_names(loc.centres, _truth(label)) == []
+    assert not loc.named and "irregularly spaced" in loc.report()["note"]
+
+
+def test_spacing_and_coverage_checks():
+    from spine_lightning.inference.localization import irregular_spacing, uncovered_column
+
+    ok = [dict(cut=False)] * 5
+    assert irregular_spacing([0, 28, 56, 84, 112], ok) == ""
+    assert "irregularly spaced" in irregular_spacing([0, 28, 98, 116, 136], ok)
+    assert irregular_spacing([0, 10, 38, 66], [dict(cut=True)] + ok[:3]) == ""  # a cut body's gap is not counted
+    minima = np.array([20, 34, 48])  # slices of 2 mm: bodies 28 mm apart
+    assert uncovered_column(minima, (14, 54), 28.0, 2.0, sacrum_found=False) == ""
+    assert "below the lowest" in uncovered_column(minima, (0, 54), 28.0, 2.0, sacrum_found=False)
+    assert uncovered_column(minima, (0, 54), 28.0, 2.0, sacrum_found=True) == ""  # S2-S5 below S1
+    assert "above the highest" in uncovered_column(minima, (14, 80), 28.0, 2.0, sacrum_found=True)

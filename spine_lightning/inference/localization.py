@@ -37,6 +37,7 @@ CANCELLOUS_HU = 110.0
 SOFT_TISSUE_MAX_HU = 60.0
 BODY_RADIUS_MM = 8.0  # the profile cylinder: inside the cancellous core of every lumbar body
 MIN_BODY_GAP_MM = 18.0
+GAP_RANGE = (0.75, 1.35)  # consecutive bodies this many times the median spacing apart: counted as one each
 PROMINENCE_HU = 10.0
 SACRUM_MIN_HALF_WIDTH_MM = 40.0
 SACRUM_MAX_HALF_WIDTH_MM = 150.0  # wider: the whole pelvic ring, not the alae
@@ -426,11 +427,65 @@ def _hint_names(hint: dict | None, n: int) -> tuple[dict[int, str] | None, str]:
     return None, ""
 
 
-def name_bodies(evidence: list[dict], widths: list[float], hint: dict | None = None) -> dict:
-    """Names of the bodies (index -> name) and what they rest on; no names unless the evidence holds."""
+def irregular_spacing(centres_z_mm: list[float], evidence: list[dict]) -> str:
+    """Why the bodies found cannot be counted one per vertebra, or "" when they can: consecutive
+    uncut bodies that are much closer or further apart than the column's median spacing mean that a
+    body was split in two or missed, and every name counted across that gap would be off by one."""
+    gaps = [b - a for a, b, ea, eb in zip(centres_z_mm, centres_z_mm[1:], evidence, evidence[1:], strict=False)
+            if not (ea["cut"] or eb["cut"])]
+    if len(gaps) < 2:
+        return ""
+    median = float(np.median(gaps))
+    if min(gaps) < GAP_RANGE[0] * median or max(gaps) > GAP_RANGE[1] * median:
+        return (f"the bodies found are irregularly spaced ({min(gaps):.0f} to {max(gaps):.0f} mm apart, median "
+                f"{median:.0f} mm): a body was missed or split, so counting from an anchor would be wrong")
+    return ""
+
+
+def column_extent(bone: np.ndarray, line: np.ndarray, spacing: float) -> tuple[int, int]:
+    """First and last slice where the column's body (a disk on the centre line) is mostly bone."""
+    yy, xx = np.mgrid[: bone.shape[1], : bone.shape[2]]
+    radius = BODY_RADIUS_MM / spacing
+    fill = np.array([bone[z][(yy - line[z, 0]) ** 2 + (xx - line[z, 1]) ** 2 <= radius**2].mean()
+                     for z in range(bone.shape[0])])
+    slices = np.flatnonzero(fill >= 0.5)
+    return (int(slices[0]), int(slices[-1])) if len(slices) else (0, bone.shape[0] - 1)
+
+
+def uncovered_column(minima: np.ndarray, extent: tuple[int, int], period_mm: float, spacing: float,
+                     sacrum_found: bool) -> str:
+    """Why the bodies found do not cover the column in view ("" when they do): a stretch of column
+    longer than GAP_RANGE[1] periods with no body found beyond the lowest or highest body means the
+    body detector failed on this scan, so none of its counts is trusted. Below a recognised sacrum
+    the column goes on as S2-S5, which are not bodies to find."""
+    lo, hi = extent
+    limit = GAP_RANGE[1] * period_mm
+    below, above = (minima[0] - lo) * spacing, (hi - minima[-1]) * spacing
+    if (below > limit and not sacrum_found) or above > limit:
+        where, mm = ("below the lowest", below) if below > limit and not sacrum_found else ("above the highest", above)
+        return (f"{mm:.0f} mm of spinal column {where} body found hold no body (bodies are about "
+                f"{period_mm:.0f} mm apart): the body detector failed on this scan")
+    return ""
+
+
+def name_bodies(evidence: list[dict], widths: list[float], hint: dict | None = None,
+                centres_z_mm: list[float] | None = None) -> dict:
+    """Names of the bodies (index -> name) and what they rest on; no names unless the evidence holds.
+    `centres_z_mm`: the bodies' heights (foot to head), for the spacing check."""
     n = len(evidence)
     sacrum, t12 = find_sacrum(evidence, widths), find_t12(evidence)
     out = dict(names={}, sacrum=sacrum, t12=t12, anchor=None, counting="", confidence="none", reason="")
+    spacing = irregular_spacing(centres_z_mm, evidence) if centres_z_mm is not None else ""
+    if spacing:
+        out["reason"] = spacing
+        return out
+    if sacrum is None and any(ev["ilia"] and not ev["cut"] and ev["scan_below_mm"] >= SACRUM_SCAN_BELOW_MM
+                              for ev in evidence):
+        # the pelvis and the scan below it are in view, so the sacrum should be too: unrecognised,
+        # the lowest body in view may be S1 or L5
+        out["reason"] = ("the pelvis is in view but no body in it is recognised as the sacrum: the lowest "
+                         "bodies cannot be counted")
+        return out
     rib_bodies = [k for k, ev in enumerate(evidence) if ev["ribs"]]
     by_anchor = None
     if sacrum is not None and t12 is not None:
@@ -549,7 +604,11 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
     period = float(np.median(gaps)) if len(gaps) else 28.0
     lateral = lateral_parts(bone, line, GRID_MM)
     evidence = [body_evidence(bone, view, line, int(z), period, GRID_MM, lateral) for z in minima]
-    named = name_bodies(evidence, widths, hint)
+    named = name_bodies(evidence, widths, hint, centres_z_mm=[float(z) * GRID_MM for z in minima])
+    uncovered = uncovered_column(minima, column_extent(bone, line, GRID_MM), period, GRID_MM,
+                                 named["sacrum"] is not None)
+    if uncovered and named["names"]:
+        named.update(names={}, anchor=None, counting="", confidence="none", reason=uncovered)
     named["names"] = {k: v for k, v in named["names"].items() if not evidence[k]["cut"]}
     for k, ev in enumerate(evidence):
         ev.update(lateral_reach_mm=widths[k], name=named["names"].get(k))
