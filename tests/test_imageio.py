@@ -55,7 +55,8 @@ def test_damaged_gzip_fails_its_crc(tmp_path):
 
 
 @pytest.mark.parametrize("name,content", [("notes.nii", b"not an image"),
-                                          ("notes.nii.gz", gzip.compress(b"hi"))])
+                                          ("notes.nii.gz", gzip.compress(b"hi", mtime=0))],
+                         ids=["text", "gzip_of_text"])
 def test_a_file_that_is_not_an_image(tmp_path, name, content):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(SpineError, match=rf"{name.replace('.', '[.]')}: not a readable image"):
