@@ -160,3 +160,25 @@ def test_negative_jitter_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="centre_jitter_mm"):
         SpineDataModule(_subjects(tmp_path), centre_jitter_mm=-1.0)
+
+
+def test_preprocessing_workers_are_spawned_not_forked(tmp_path, monkeypatch):
+    """A worker forked after torch's OpenMP threads ran segfaults in libgomp on its first parallel
+    op (seen on a 16-core GPU machine): the pool must start fresh interpreters."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from spine_lightning.data import datamodule
+
+    methods = []
+
+    def recording_pool(*args, mp_context=None, **kwargs):
+        methods.append(mp_context.get_start_method() if mp_context else "platform default")
+        return ProcessPoolExecutor(*args, mp_context=mp_context, **kwargs)
+
+    monkeypatch.setattr(datamodule, "ProcessPoolExecutor", recording_pool)
+    torch.ones(1 << 16).add_(1)  # the parent has used torch's thread pool
+    dm = SpineDataModule(_subjects(tmp_path), levels=LEVELS, spacing=SPACING, crop_size=SIZE, edge_weight=1.1,
+                         flip_lr=False, preprocess_workers=2, cache_dir=str(tmp_path / "cache"))
+    dm.prepare_data()
+    assert methods == ["spawn"]
+    assert len(_entries(CropCache(dm.cache_dir).root)) == len(LEVELS)  # copies of one scan share entries

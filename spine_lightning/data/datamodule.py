@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import lightning as L
@@ -56,6 +57,12 @@ def preprocess_subject(subject, levels, crop_size, spacing, strict: bool = False
         )
     return crops
 
+
+
+def _process_pool(workers: int) -> ProcessPoolExecutor:
+    """Workers started fresh ("spawn"), not forked: a child forked after torch's OpenMP threads
+    ran segfaults in libgomp on its first parallel op (seen on a 16-core machine)."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 class CropDataset(Dataset):
     """Crops ready for the network: windowed image, target, boundary weights, `valid` (1 inside the
@@ -243,7 +250,7 @@ class SpineDataModule(L.LightningDataModule):
         written = 0
         with _progress(progress, len(todo)) as advance:
             if self.preprocess_workers > 1 and len(todo) > 1:
-                with ProcessPoolExecutor(self.preprocess_workers) as pool:
+                with _process_pool(self.preprocess_workers) as pool:
                     futures = [pool.submit(fill_one, cache.root, s, *args) for s in todo]
                     for future in as_completed(futures):
                         written += future.result()
@@ -280,7 +287,7 @@ class SpineDataModule(L.LightningDataModule):
         else:
             args = [(s, self.levels, self.stored_size, self.spacing, self.strict) for s in self.subjects]
             if self.preprocess_workers > 1 and len(args) > 1:
-                with ProcessPoolExecutor(self.preprocess_workers) as pool:
+                with _process_pool(self.preprocess_workers) as pool:
                     results = list(pool.map(preprocess_subject, *zip(*args, strict=True)))
             else:
                 results = [preprocess_subject(*a) for a in args]
