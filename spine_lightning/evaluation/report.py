@@ -272,7 +272,9 @@ def _comparison(table: Table, runs: list[Run]) -> list[str]:
 
 def write_runs_csv(runs: list[Run], path: Path, metric: str = "iou") -> None:
     """One row per finished run: experiment, seed, the command that reruns it, its test metrics."""
-    done = [r for r in runs if r.metrics is not None]
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    done = sorted((r for r in runs if r.metrics is not None),
+                  key=lambda r: (rank.get(r.method, len(rank)), r.method, r.seed is None, r.seed or 0))
     levels = [lv for r in done for lv in r.levels]
     main = [f"test/{metric}_{lv}" for lv in dict.fromkeys(levels)] + [f"test/{metric}_mean"]
     extra = sorted({k for r in done for k in r.metrics if k.endswith(f"{metric}_mean") and k not in main})
