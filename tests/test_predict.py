@@ -343,3 +343,35 @@ def test_crop_filling_masks_are_skipped_not_meshed(real_case, tmp_path, monkeypa
         assert "mask fills the crop" in entry.get("skipped", ""), (level, entry["volume_mm3"])
     assert not list(out.glob("*.stl"))
     assert json.loads((out / "lumbar_ct_3mm_report.json").read_text())["levels"] == report["levels"]
+
+
+def test_crops_past_the_scan_edge_repeat_its_border_instead_of_air():
+    from spine_lightning.data.crops import crop_frame, resample_to_frame
+    from spine_lightning.inference.segment import extend_past_edges
+
+    arr = np.tile(np.arange(10, dtype=np.float32)[:, None, None] * 10.0, (1, 8, 8))  # HU = 10 x slice
+    image = sitk.GetImageFromArray(arr)
+    frame = crop_frame((3.5, 3.5, 8.5), [6, 6, 8], 1.0)  # z 5..12: reaches 3 slices past the last (9)
+    crop = sitk.GetArrayFromImage(resample_to_frame(extend_past_edges(image, frame), frame, is_label=False))
+    assert np.allclose(crop[:, 2, 2], [50, 60, 70, 80, 90, 90, 90, 90])  # inside unchanged, then the edge repeated
+
+
+def test_a_scan_cut_through_a_vertebra_gets_no_band_along_its_cut_face():
+    """The TPTBox CT is cut through L2: filled with air past the cut, the cut face looked like bone
+    to the network, which labelled a band along it (over 3x the reference's voxels on that face)."""
+    from spine_lightning.data.labels import VERSE_NAMES
+    from spine_lightning.inference.checkpoints import load_segmentation_module
+    from spine_lightning.inference.segment import predict_levels
+
+    image = sitk.ReadImage(str(asset_path("verse") / "sub-tptbox_ct.nii.gz"))
+    truth = sitk.ReadImage(str(asset_path("verse") / "sub-tptbox_seg-vert_msk.nii.gz"))
+    module = load_segmentation_module(DEFAULT_MODEL)
+    centres = {VERSE_NAMES[v]: c for v, c in label_centroids(truth).items() if VERSE_NAMES.get(v) in module.hparams.levels}
+    pred = sitk.GetArrayFromImage(predict_levels(module, image, centres).label) > 0
+    ref = sitk.GetArrayFromImage(truth) > 0
+    faces = [(0, 0), (0, -1), (1, 0), (1, -1), (2, 0), (2, -1)]
+    cut = [(a, i) for a, i in faces if np.take(ref, i, axis=a).any()]
+    assert cut, "the scan should cut a vertebra"
+    for axis, i in cut:
+        extra = np.take(pred, i, axis=axis) & ~np.take(ref, i, axis=axis)
+        assert extra.sum() < 0.5 * np.take(ref, i, axis=axis).sum(), f"band along face {axis}/{i}"
