@@ -58,11 +58,11 @@ def preprocess_subject(subject, levels, crop_size, spacing, strict: bool = False
     return crops
 
 
-
 def _process_pool(workers: int) -> ProcessPoolExecutor:
     """Workers started fresh ("spawn"), not forked: a child forked after torch's OpenMP threads
     ran segfaults in libgomp on its first parallel op (seen on a 16-core machine)."""
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
 
 class CropDataset(Dataset):
     """Crops ready for the network: windowed image, target, boundary weights, `valid` (1 inside the

@@ -42,11 +42,15 @@ def preprocessing_of(module) -> dict:
     return {**DEFAULT_PREPROCESSING, **(module.hparams.get("preprocessing") or {})}
 
 
+def frame_corners_mm(frame: dict) -> np.ndarray:
+    """The 8 corner voxel centres (mm, x y z) of a crop frame (identity direction)."""
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in frame["size"]], indexing="ij")).reshape(3, -1).T
+    return np.asarray(frame["origin"]) + corners * np.asarray(frame["spacing"])
+
+
 def covered_region(scan: Scan, frame: dict) -> tuple[list[int], list[int]] | None:
     """Index start and size of the input-grid box that holds the crop frame (None if outside)."""
-    size, spacing = np.array(frame["size"]), frame["spacing"][0]
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in size], indexing="ij")).reshape(3, -1).T
-    idx = scan.physical_to_index(np.asarray(frame["origin"]) + corners * spacing)  # frame: identity direction
+    idx = scan.physical_to_index(frame_corners_mm(frame))
     lo = np.maximum(np.floor(idx.min(axis=0)).astype(int) - 1, 0)
     hi = np.minimum(np.ceil(idx.max(axis=0)).astype(int) + 1, np.array(scan.size) - 1)
     if np.any(hi < lo):
@@ -69,9 +73,7 @@ def extend_past_edges(image: sitk.Image, frame: dict) -> sitk.Image:
     Filled with air instead, the cut edge of a tight scan looks like a body's surface, and the
     network segments a band along it (the TPTBox test scan: L2 IoU 0.32 with air, 0.69 repeated).
     """
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in frame["size"]], indexing="ij")).reshape(3, -1).T
-    points = np.asarray(frame["origin"]) + corners * np.asarray(frame["spacing"])  # frame: identity direction
-    idx = np.array([image.TransformPhysicalPointToContinuousIndex(p.tolist()) for p in points])
+    idx = np.array([image.TransformPhysicalPointToContinuousIndex(p.tolist()) for p in frame_corners_mm(frame)])
     below = np.maximum(0, -np.floor(idx.min(axis=0))).astype(int) + 1
     above = np.maximum(0, np.ceil(idx.max(axis=0)) - (np.array(image.GetSize()) - 1)).astype(int) + 1
     return sitk.ZeroFluxNeumannPad(image, below.tolist(), above.tolist())
