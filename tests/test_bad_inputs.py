@@ -66,6 +66,7 @@ CATALOGUE = [
     BadInput("unknown_experiment", "train.py", ["+experiment=papper"], "experiment=papper", ("allowed",)),
     BadInput("unknown_model", "train.py", ["model=huge"], "model=huge", ("cpu", "paper")),
     BadInput("crop_not_divisible", "train.py", ["data.crop_size=[30,48,32]"], "data.crop_size", ("multiple of 4",)),
+    BadInput("outside_scan_unknown", "train.py", ["data.outside_scan=mirror"], "data.outside_scan", ("repeat",)),
     BadInput("negative_epsilon", "train.py", ["loss.adversarial.epsilon=-0.1"], "loss.adversarial.epsilon"),
     BadInput("edge_weight_zero", "train.py", ["loss.edge_weight=0"], "loss.edge_weight", ("> 0",)),
     BadInput("unknown_level", "train.py", ["data.levels=[L2,L9]"], "data.levels", ("L9",)),

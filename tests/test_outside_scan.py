@@ -1,4 +1,4 @@
-"""Voxels of a crop that lie past the scan's edge (air filled in, not anatomy) count in neither the
+"""Voxels of a crop that lie past the scan's edge (the border repeated or air, not anatomy) count in neither the
 loss nor the metrics: the `valid` mask of every crop, on real scans cropped tight by their source."""
 
 import warnings
@@ -35,7 +35,11 @@ def test_a_crop_at_the_scan_edge_is_valid_exactly_inside_the_scan(edge_crop):
     valid = crop["valid"]
     assert 0 < valid.mean() < 1  # the crop does reach past the scan
     np.testing.assert_array_equal(valid, inside)
-    assert np.all(crop["hu"][valid == 0] == AIR_HU) and not crop["target"][valid == 0].any()
+    assert not crop["target"][valid == 0].any()
+    assert np.mean(crop["hu"][valid == 0] == AIR_HU) < 0.5  # the scan's border repeated, as prediction does
+    (air_crop,) = preprocess_subject(subject, ["L2"], SIZE, SPACING, outside="air")
+    assert np.all(air_crop["hu"][valid == 0] == AIR_HU)
+    np.testing.assert_allclose(air_crop["hu"][valid == 1], crop["hu"][valid == 1], atol=1e-3)
 
 
 def test_an_oblique_scan_gives_the_mask_simpleitk_resampling_gives():

@@ -345,15 +345,16 @@ def test_crop_filling_masks_are_skipped_not_meshed(real_case, tmp_path, monkeypa
     assert json.loads((out / "lumbar_ct_3mm_report.json").read_text())["levels"] == report["levels"]
 
 
-def test_crops_past_the_scan_edge_repeat_its_border_instead_of_air():
-    from spine_lightning.data.crops import crop_frame, resample_to_frame
-    from spine_lightning.inference.segment import extend_past_edges
+def test_crops_past_the_scan_edge_repeat_its_border_or_are_air():
+    from spine_lightning.data.crops import crop_ct, crop_frame
 
     arr = np.tile(np.arange(10, dtype=np.float32)[:, None, None] * 10.0, (1, 8, 8))  # HU = 10 x slice
     image = sitk.GetImageFromArray(arr)
     frame = crop_frame((3.5, 3.5, 8.5), [6, 6, 8], 1.0)  # z 5..12: reaches 3 slices past the last (9)
-    crop = sitk.GetArrayFromImage(resample_to_frame(extend_past_edges(image, frame), frame, is_label=False))
-    assert np.allclose(crop[:, 2, 2], [50, 60, 70, 80, 90, 90, 90, 90])  # inside unchanged, then the edge repeated
+    repeated = crop_ct(image, frame)  # the default: prediction and training crop alike
+    assert np.allclose(repeated[:, 2, 2], [50, 60, 70, 80, 90, 90, 90, 90])  # inside unchanged, then the edge
+    air = crop_ct(image, frame, outside="air")
+    assert np.allclose(air[:, 2, 2], [50, 60, 70, 80, 90, -1024, -1024, -1024])
 
 
 def test_a_scan_cut_through_a_vertebra_gets_no_band_along_its_cut_face():

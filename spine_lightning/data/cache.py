@@ -1,8 +1,8 @@
 """On-disk preprocessing cache (the nnU-Net idea): every (subject, level) crop is computed once and
 stored as .npy files that training memory-maps, so RAM stays flat however many subjects there are.
 
-An entry's key is a hash of the source files' *content*, the subject's label settings, the level
-and the crop geometry (spacing, size), so a changed file or setting invalidates only the entries it
+An entry's key is a hash of the source files' *content*, the subject's label settings, the level,
+the crop geometry (spacing, size) and what fills the crop past the scan's edge, so a changed file or setting invalidates only the entries it
 touches. Boundary weight maps sit next to their crop, one file per edge weight, so changing
 `loss.edge_weight` recomputes only those small maps. Every entry is written into a temporary folder
 and renamed into place: an interrupted run never leaves a half-written entry.
@@ -57,9 +57,9 @@ def subject_fingerprint(subject, memo_dir: Path | None = None) -> str:
     return json.dumps([subject.cache_key(), [file_digest(f, memo_dir) for f in files]])
 
 
-def entry_key(fingerprint: str, level: str, spacing: float, crop_size) -> str:
+def entry_key(fingerprint: str, level: str, spacing: float, crop_size, outside: str = "repeat") -> str:
     settings = dict(version=CACHE_VERSION, source=fingerprint, level=level, spacing=float(spacing),
-                    crop_size=[int(n) for n in crop_size])
+                    crop_size=[int(n) for n in crop_size], outside=outside)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:40]
 
 
@@ -72,17 +72,17 @@ class CropCache:
     def entry(self, key: str) -> Path:
         return self.root / key[:2] / key
 
-    def keys(self, subject, levels, spacing, crop_size) -> dict[str, str]:
+    def keys(self, subject, levels, spacing, crop_size, outside: str = "repeat") -> dict[str, str]:
         fingerprint = subject_fingerprint(subject, self.root)
-        return {level: entry_key(fingerprint, level, spacing, crop_size) for level in levels}
+        return {level: entry_key(fingerprint, level, spacing, crop_size, outside) for level in levels}
 
     def missing(self, keys: dict[str, str]) -> list[str]:
         return [level for level, key in keys.items() if not (self.entry(key) / "meta.json").exists()]
 
-    def fill(self, subject, levels, spacing, crop_size, edge_weight: float) -> int:
+    def fill(self, subject, levels, spacing, crop_size, edge_weight: float, outside: str = "repeat") -> int:
         """Compute and store the subject's missing entries; the CT is read only if one is missing.
         Returns how many entries this call placed (a parallel worker may have placed the same one)."""
-        keys = self.keys(subject, levels, spacing, crop_size)
+        keys = self.keys(subject, levels, spacing, crop_size, outside)
         todo = self.missing(keys)
         if not todo:
             return 0
@@ -94,7 +94,7 @@ class CropCache:
             meta = dict(subject=subject.id, level=level, present=value in centres)
             arrays = {}
             if meta["present"]:
-                hu, lab, frame = crop_pair(image, label, centres[value], crop_size, spacing)
+                hu, lab, frame = crop_pair(image, label, centres[value], crop_size, spacing, outside)
                 target = (lab == value).astype(np.uint8)
                 arrays = {"hu": hu.astype(np.float32), "target": target, "valid": inside_scan(image, frame),
                           weights_name(edge_weight): boundary_weights(target, edge_weight)}
@@ -139,6 +139,6 @@ def weights_name(edge_weight: float) -> str:
     return f"weights-{float(edge_weight):g}"
 
 
-def fill_one(cache_root, subject, levels, spacing, crop_size, edge_weight) -> int:
+def fill_one(cache_root, subject, levels, spacing, crop_size, edge_weight, outside) -> int:
     """Process-pool entry point (module level so that it pickles)."""
-    return CropCache(cache_root).fill(subject, levels, spacing, crop_size, edge_weight)
+    return CropCache(cache_root).fill(subject, levels, spacing, crop_size, edge_weight, outside)

@@ -15,7 +15,7 @@ from spine_lightning.core.errors import ConfigError, SpineError
 from spine_lightning.data.augmentation import augment, build_augmentation
 from spine_lightning.data.boundary import boundary_weights
 from spine_lightning.data.cache import CropCache, fill_one
-from spine_lightning.data.crops import crop_pair, inside_scan, label_centroids
+from spine_lightning.data.crops import OUTSIDE_MODES, crop_pair, inside_scan, label_centroids
 from spine_lightning.data.intensity import window
 from spine_lightning.data.labels import check_levels, level_value
 from spine_lightning.data.mix import source_sampler
@@ -33,7 +33,7 @@ def absent_level(subject, level: str, strict: bool) -> None:
     log.warning("%s; skipped", message)
 
 
-def preprocess_subject(subject, levels, crop_size, spacing, strict: bool = False) -> list[dict]:
+def preprocess_subject(subject, levels, crop_size, spacing, strict: bool = False, outside: str = "repeat") -> list[dict]:
     """HU crop and binary target of every requested level present in the subject."""
     image, label = subject.load()
     centroids = subject.crop_centres(label) if hasattr(subject, "crop_centres") else label_centroids(label)
@@ -43,7 +43,7 @@ def preprocess_subject(subject, levels, crop_size, spacing, strict: bool = False
         if value not in centroids:
             absent_level(subject, level, strict)
             continue
-        ct, lab, frame = crop_pair(image, label, centroids[value], crop_size, spacing)
+        ct, lab, frame = crop_pair(image, label, centroids[value], crop_size, spacing, outside)
         crops.append(
             dict(
                 subject=subject.id,
@@ -179,6 +179,7 @@ class SpineDataModule(L.LightningDataModule):
         centre_jitter_mm: float = 0.0,
         train_samples_per_epoch: int | None = None,
         augmentation=None,
+        outside_scan: str = "repeat",
     ):
         """`cache_dir`: the on-disk preprocessing cache (None: crops in memory, computed per run).
         `strict`: a requested level absent from a subject is an error instead of a warning.
@@ -190,7 +191,9 @@ class SpineDataModule(L.LightningDataModule):
         `train_samples_per_epoch`: training crops drawn per epoch (None: as many as there are); with
         several sources (data=mix) crops are drawn by source weight, with replacement.
         `augmentation`: the `augmentation` config group (conf/augmentation/*.yaml), applied to
-        training crops only; None or empty: none."""
+        training crops only; None or empty: none.
+        `outside_scan`: what fills a crop past the scan's edge, "repeat" (its border voxels, as
+        prediction does) or "air"; the loss and metrics skip those voxels either way."""
         super().__init__()
         self.source = dict(root=root, manifest=manifest, label_map=label_map)
         self.cache_dir, self.strict = cache_dir, bool(strict)
@@ -203,6 +206,9 @@ class SpineDataModule(L.LightningDataModule):
             raise ConfigError("data.spacing", spacing, "a positive number of millimetres")
         if not centre_jitter_mm >= 0:
             raise ConfigError("data.centre_jitter_mm", centre_jitter_mm, "a number of millimetres >= 0")
+        if outside_scan not in OUTSIDE_MODES:
+            raise ConfigError("data.outside_scan", outside_scan, " or ".join(OUTSIDE_MODES))
+        self.outside_scan = outside_scan
         self.margin = int(np.ceil(float(centre_jitter_mm) / self.spacing))
         self.stored_size = tuple(n + 2 * self.margin for n in self.crop_size)
         if len(self.crop_size) != 3 or min(self.crop_size) < 1:
@@ -245,8 +251,8 @@ class SpineDataModule(L.LightningDataModule):
         """Compute the missing cache entries of every subject in parallel; returns how many were
         written. Workers write to disk and return a count, so memory does not grow with subjects."""
         cache = CropCache(self.cache_dir)
-        args = (self.levels, self.spacing, self.stored_size, self.edge_weight)
-        todo = [s for s in self.subjects if cache.missing(cache.keys(s, *args[:3]))]
+        args = (self.levels, self.spacing, self.stored_size, self.edge_weight, self.outside_scan)
+        todo = [s for s in self.subjects if cache.missing(cache.keys(s, *args[:3], self.outside_scan))]
         written = 0
         with _progress(progress, len(todo)) as advance:
             if self.preprocess_workers > 1 and len(todo) > 1:
@@ -266,7 +272,7 @@ class SpineDataModule(L.LightningDataModule):
         cache = CropCache(self.cache_dir)
         results = []
         for subject in self.subjects:
-            keys = cache.keys(subject, self.levels, self.spacing, self.stored_size)
+            keys = cache.keys(subject, self.levels, self.spacing, self.stored_size, self.outside_scan)
             records = []
             for level in self.levels:
                 record = cache.load(keys[level], self.edge_weight)
@@ -285,7 +291,7 @@ class SpineDataModule(L.LightningDataModule):
         if self.cache_dir:
             results = self._cached_crops()
         else:
-            args = [(s, self.levels, self.stored_size, self.spacing, self.strict) for s in self.subjects]
+            args = [(s, self.levels, self.stored_size, self.spacing, self.strict, self.outside_scan) for s in self.subjects]
             if self.preprocess_workers > 1 and len(args) > 1:
                 with _process_pool(self.preprocess_workers) as pool:
                     results = list(pool.map(preprocess_subject, *zip(*args, strict=True)))

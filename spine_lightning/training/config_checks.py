@@ -11,8 +11,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from spine_lightning.core.errors import ConfigError, SpineError
 from spine_lightning.data.augmentation import build_augmentation
+from spine_lightning.data.crops import OUTSIDE_MODES
 from spine_lightning.data.labels import check_levels
-from spine_lightning.inference.checkpoints import read_checkpoint
+from spine_lightning.inference.checkpoints import BUNDLED_MODEL, read_checkpoint
 from spine_lightning.training.losses import PERTURBATIONS
 
 _MISSING = object()
@@ -68,6 +69,8 @@ def _check_data(cfg: DictConfig) -> None:
     _number(cfg, "data.batch_size", "an integer >= 1", lambda v: v >= 1, integer=True)
     _number(cfg, "data.num_workers", "an integer >= 0", lambda v: v >= 0, integer=True)
     _number(cfg, "data.preprocess_workers", "an integer >= 1", lambda v: v >= 1, integer=True)
+    if OmegaConf.select(cfg, "data.outside_scan") is not None:
+        _choice(cfg, "data.outside_scan", OUTSIDE_MODES)
 
 
 def _check_loss_and_optimizer(cfg: DictConfig) -> None:
@@ -157,12 +160,23 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise ConfigError("auto_resume", True,
                           "false when ckpt_path is given (one way to choose the checkpoint)")
     if ckpt_path is not None:
-        check_resume_checkpoint(ckpt_path, cfg.model)
+        check_checkpoint_network(ckpt_path, cfg.model)
+    init_weights = cfg.get("init_weights")
+    if init_weights is not None:
+        if ckpt_path is not None or cfg.get("auto_resume"):
+            raise ConfigError("init_weights", init_weights,
+                              "null when resuming (ckpt_path, auto_resume): a resumed run has its own weights")
+        check_checkpoint_network(initial_weights_path(init_weights), cfg.model)
 
 
-def check_resume_checkpoint(path: str | Path, model_cfg: DictConfig) -> None:
-    """A checkpoint to resume from must be readable with `weights_only=True` and hold the network the
-    config asks for; otherwise Lightning would fail later with a long traceback."""
+def initial_weights_path(init_weights) -> Path:
+    """`init_weights`: a checkpoint file, or `bundled` for the model packaged with spine_lightning."""
+    return BUNDLED_MODEL if str(init_weights) == "bundled" else Path(str(init_weights))
+
+
+def check_checkpoint_network(path: str | Path, model_cfg: DictConfig) -> None:
+    """A checkpoint to resume or start from must be readable with `weights_only=True` and hold the
+    network the config asks for; otherwise Lightning would fail later with a long traceback."""
     net = read_checkpoint(path)["hyper_parameters"]["net"]
     wanted = OmegaConf.to_container(model_cfg, resolve=True)
     if net != wanted:
