@@ -69,7 +69,8 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 # marked `slow` so that `pytest -m "not slow"` is the quick loop.
 SLOW_FIXTURES = {"tiny_checkpoint", "ddp_sweep", "ddp_run"}
 SLOW_MODULES = {"test_ddp.py", "test_train_cli.py", "test_resume.py", "test_sweep_wandb.py",
-                "test_real_sources_cli.py", "test_benchmarks_smoke.py", "test_learning.py"}
+                "test_real_sources_cli.py", "test_benchmarks_smoke.py", "test_learning.py",
+                "test_finetune.py"}
 
 
 def pytest_collection_modifyitems(config, items):

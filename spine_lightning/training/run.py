@@ -16,7 +16,13 @@ from spine_lightning.core.errors import SpineError
 from spine_lightning.core.io import atomic_path, write_json
 from spine_lightning.core.resolvers import sweep_group  # noqa: F401  (registers ${sweep_group:} for logger.wandb.group)
 from spine_lightning.training.callbacks import has_nonfinite_parameters
-from spine_lightning.training.config_checks import check_resume_checkpoint, perturbations_of, validate_train_config
+from spine_lightning.inference.checkpoints import load_segmentation_module
+from spine_lightning.training.config_checks import (
+    check_checkpoint_network,
+    initial_weights_path,
+    perturbations_of,
+    validate_train_config,
+)
 from spine_lightning.training.ddp_hydra import end_ddp_job, start_ranks_as_job_runs
 from spine_lightning.training.module import SpineSegmentationModule
 from spine_lightning.training.resume import checkpoint_to_resume, wandb_run_id
@@ -102,13 +108,17 @@ def train(cfg: DictConfig) -> float | None:
     out_dir = Path(cfg.paths.output_dir)
     ckpt_path = checkpoint_to_resume(cfg.get("ckpt_path"), bool(cfg.get("auto_resume")), out_dir)
     if ckpt_path and not cfg.get("ckpt_path"):  # found by auto_resume; an explicit one is checked above
-        check_resume_checkpoint(ckpt_path, cfg.model)
+        check_checkpoint_network(ckpt_path, cfg.model)
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
 
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.check_subjects()  # ids unique, every split filled: before any work
     module = build_module(cfg)
+    if cfg.get("init_weights"):  # fine-tuning: the network's weights only; optimiser and schedule start fresh
+        path = initial_weights_path(cfg.init_weights)
+        module.net.load_state_dict(load_segmentation_module(path).net.state_dict())
+        log.info("network weights initialised from %s", path)
     apply_speed_options(
         module.net,
         channels_last=bool(cfg.get("channels_last", False)),
