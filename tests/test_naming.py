@@ -181,3 +181,33 @@ def test_spacing_and_coverage_checks():
     assert "below the lowest" in uncovered_column(minima, (0, 54), 28.0, 2.0, sacrum_found=False)
     assert uncovered_column(minima, (0, 54), 28.0, 2.0, sacrum_found=True) == ""  # S2-S5 below S1
     assert "above the highest" in uncovered_column(minima, (14, 80), 28.0, 2.0, sacrum_found=True)
+
+
+def test_thick_discs_between_dense_cores_are_not_taken_for_bodies():
+    """A young spine: cancellous cores as dense as bone, discs 4-10 mm. The core profile's minima
+    are then the discs, and bodies counted from them were named half a vertebra off (three wrong
+    names on this scan). Bodies must sit on the vertebrae, and no name may be wrong."""
+    image, label = make_phantom(5002, PhantomSpec(disc_mm=(4.0, 10.0)))
+    k = int(0.3 * image.GetSize()[2])  # no sacrum in view; ribs on T11, T12
+    image, label = image[:, :, k:], label[:, :, k:]
+    loc = localize(image)
+    truth = _truth(label)
+    assert not _wrong_names(loc.centres, truth)
+    uncut = [b for b, ev in zip(loc.bodies_mm, loc.evidence, strict=True) if not ev["cut"]]
+    assert len(uncut) >= 3
+    for body in uncut:
+        assert min(np.linalg.norm(np.subtract(c, body)) for c in truth.values()) <= 8.0, body
+
+
+def test_disc_chain_keeps_the_column_rhythm():
+    from spine_lightning.inference.localization import disc_chain, minima_clear_of_discs
+
+    prof = np.full(120, 300.0)
+    discs = np.arange(10, 120, 15)  # one disc per 30 mm at 2 mm slices
+    for z in discs:
+        prof[z - 1 : z + 2] = 90.0  # a 6 mm disc
+    prof[47] = 240.0  # a narrow dip inside a body (a vein): off the rhythm
+    np.testing.assert_array_equal(disc_chain(prof, 2.0, period_mm=30.0), discs)
+    assert disc_chain(prof, 2.0, period_mm=60.0).size == 0  # a chain at twice the column's period is refused
+    assert not minima_clear_of_discs(discs, discs, 2.0)  # minima on the discs: half a vertebra off
+    assert minima_clear_of_discs(discs[:-1] + 7, discs, 2.0)  # minima between them: the bodies

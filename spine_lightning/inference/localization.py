@@ -3,9 +3,12 @@
 1. Resample the CT onto a coarse canonical grid (2 mm, identity direction: z foot→head).
 2. Spine column: the bone that persists over most axial slices; tracked slice by slice and
    smoothed along z into a centre line through the vertebral bodies.
-3. Vertebral bodies: along the centre line, the mean HU of a thin cylinder dips in each body's
-   cancellous core and peaks at the endplates, so the minima of the smoothed profile are body
-   centres (about one per 25-35 mm).
+3. Vertebral bodies: along the centre line, the mean HU of a thin cylinder (the core profile)
+   dips at each disc, narrowly, between two dense endplates, and in an osteoporotic body's core,
+   broadly. The minima of the smoothed profile are the body centres, unless they sit on discs
+   (dense cores and thick discs: the minima are then the discs, half a vertebra off). When they do,
+   or cannot be counted, the bodies lie half way between the discs: the narrow dips that form a
+   regular chain at the column's period.
 4. Anchors, each from a body fully inside the scan (not within a few mm of its first or last slice
    or of the field of view's border, and with the field of view reaching 60 mm to either side):
    - the sacrum: bone fused to the body reaching sideways (the alae) clearly further than the
@@ -39,6 +42,13 @@ BODY_RADIUS_MM = 8.0  # the profile cylinder: inside the cancellous core of ever
 MIN_BODY_GAP_MM = 18.0
 GAP_RANGE = (0.75, 1.35)  # consecutive bodies this many times the median spacing apart: counted as one each
 PROMINENCE_HU = 10.0
+DISC_MAX_MM = 14.0  # a dip of the core profile narrower than this (at half depth) is a disc; a body's core is wider
+DISC_PROMINENCE_HU = 15.0
+DISC_GAP_MM = (18.0, 50.0)  # consecutive discs of one column are a body apart
+DISC_GAP_RATIO = 1.25  # ... and each gap is within this factor of the one below it and of their median
+DISC_MIN_HU = 0.0
+DISC_DEPTH_CAP_HU = 150.0  # one very deep dip must not outweigh a chain of ordinary discs
+DISC_SMOOTH_MM = 1.4  # the profile the discs are found in is barely smoothed: a thin disc is one or two slices
 SACRUM_MIN_HALF_WIDTH_MM = 40.0
 SACRUM_MAX_HALF_WIDTH_MM = 150.0  # wider: the whole pelvic ring, not the alae
 SACRUM_WIDTH_RATIO = 1.12
@@ -80,10 +90,12 @@ class Localisation:
     counting: str = ""
     confidence: str = "none"  # "high" (two anchors agree), "moderate" (one anchor), "user" (hint)
     note: str = ""
+    body_detector: str = ""  # how the bodies were placed: "between discs" or "core profile minima"
 
     def report(self) -> dict:
         return dict(
-            method="weight-free (bone column, endplate profile; sacrum and rib (T12) anchors)",
+            method="weight-free (bone column, discs and core profile; sacrum and rib (T12) anchors)",
+            bodies_placed=self.body_detector,
             named=self.named,
             note=self.note,
             anchor=self.anchor,
@@ -193,8 +205,8 @@ def column_centre_line(bone: np.ndarray, body: np.ndarray, spacing: float) -> np
     return np.stack([ndimage.gaussian_filter1d(line[:, i] * weights, 5.0 / spacing) / w for i in (0, 1)], 1)
 
 
-def body_profile(hu: np.ndarray, line: np.ndarray, spacing: float) -> np.ndarray:
-    """Smoothed mean HU of a thin cylinder along the centre line: low in the bodies' cores.
+def body_profile(hu: np.ndarray, line: np.ndarray, spacing: float, smooth_mm: float = 4.0) -> np.ndarray:
+    """Smoothed mean HU of a thin cylinder along the centre line: low in the bodies' cores and discs.
 
     Slices at either end of the scan where the cylinder holds no bone at all (soft tissue beyond
     the ends of the column) count as high, like discs, so the last body before them is a minimum.
@@ -208,7 +220,7 @@ def body_profile(hu: np.ndarray, line: np.ndarray, spacing: float) -> np.ndarray
     if soft.any() and not soft.all():  # only the runs that reach the ends of the scan
         first, last = np.argmin(soft), len(soft) - np.argmin(soft[::-1])
         prof[:first], prof[last:] = prof.max(), prof.max()
-    return ndimage.gaussian_filter1d(prof, 4.0 / spacing)
+    return ndimage.gaussian_filter1d(prof, smooth_mm / spacing)
 
 
 def vertebra_centroid(
@@ -252,6 +264,71 @@ def body_minima(prof: np.ndarray, spacing: float) -> np.ndarray:
                 filled.append(lo + int(np.argmin(prof[lo:hi])))
         filled.append(int(z))
     return np.array(filled, dtype=int)
+
+
+def disc_candidates(prof: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Slices and depths (HU) of the narrow dips of a lightly smoothed core profile: an
+    intervertebral disc between two dense endplates. A body's cancellous core, osteoporotic or
+    dense, is a dip at least a body's height wide, so width, not depth, tells a disc from a body."""
+    dips, props = signal.find_peaks(-prof, prominence=DISC_PROMINENCE_HU, width=0, rel_height=0.5)
+    # a disc is soft tissue (60-120 HU); a dip to fat or air is a gap beside the column, not a disc
+    disc = (props["widths"] * spacing <= DISC_MAX_MM) & (prof[dips] >= DISC_MIN_HU)
+    return dips[disc], props["prominences"][disc]
+
+
+def disc_chain(prof: np.ndarray, spacing: float, period_mm: float) -> np.ndarray:
+    """The discs of the column: the longest chain of disc candidates (then the deepest) whose
+    consecutive gaps are a body apart (DISC_GAP_MM) and change slowly (DISC_GAP_RATIO), so a dip
+    inside a body (a vein, noise) cannot join it without breaking the rhythm."""
+    z, depth = disc_candidates(prof, spacing)
+    depth = 1.0 + np.minimum(depth, DISC_DEPTH_CAP_HU) / DISC_DEPTH_CAP_HU  # more discs first, deeper second
+    lo, hi = DISC_GAP_MM[0] / spacing, DISC_GAP_MM[1] / spacing
+    best, back = {}, {}  # (last, previous) -> summed depth of the best chain ending so; its parent
+    for j in range(len(z)):
+        best[j, -1], back[j, -1] = depth[j], None
+        for i in range(j):
+            gap = z[j] - z[i]
+            if not lo <= gap <= hi:
+                continue
+            options = [(best[i, -1], (i, -1))] + [
+                (best[i, k], (i, k)) for k in range(i)
+                if (i, k) in best and 1 / DISC_GAP_RATIO <= gap / (z[i] - z[k]) <= DISC_GAP_RATIO
+            ]
+            score, parent = max(options, key=lambda o: o[0])
+            best[j, i], back[j, i] = score + depth[j], parent
+    if not best:
+        return np.array([], dtype=int)
+    key, chain = max(best, key=best.get), []
+    while key is not None:
+        chain.append(int(z[key[0]]))
+        key = back[key]
+    chain = np.array(sorted(chain), dtype=int)
+    gaps = np.diff(chain) * spacing
+    if len(gaps) == 0:
+        return np.array([], dtype=int)
+    median = float(np.median(gaps))
+    if (gaps.max() > DISC_GAP_RATIO * median or gaps.min() < median / DISC_GAP_RATIO
+            or not period_mm / DISC_GAP_RATIO <= median <= DISC_GAP_RATIO * period_mm):
+        return np.array([], dtype=int)  # a disc skipped or a false one taken: these discs cannot be counted
+    return chain
+
+
+def bodies_between_discs(discs: np.ndarray, n_slices: int) -> np.ndarray:
+    """Body centre slices: half way between consecutive discs, and one body beyond each end disc
+    (half the neighbouring gap away) while that is inside the scan."""
+    if len(discs) < 2:
+        return np.array([], dtype=int)
+    below, above = discs[0] - (discs[1] - discs[0]) // 2, discs[-1] + (discs[-1] - discs[-2]) // 2
+    middle = [(a + b) // 2 for a, b in zip(discs, discs[1:], strict=False)]
+    return np.array(([below] if below >= 0 else []) + middle + ([above] if above < n_slices else []), dtype=int)
+
+
+def minima_clear_of_discs(minima: np.ndarray, discs: np.ndarray, spacing: float) -> bool:
+    """False when the profile's minima sit on discs: in a spine with dense cores and thick discs the
+    minima are the discs, and every body counted from them would be half a vertebra off. One
+    minimum in three may meet a narrow dip (a vein or noise inside a body's core)."""
+    on_disc = [bool(np.any(np.abs(discs - m) * spacing <= 6.0)) for m in minima]
+    return sum(on_disc) * 3 <= len(minima)
 
 
 def attached_half_width(bone: np.ndarray, centre_zyx, spacing: float) -> float:
@@ -477,7 +554,7 @@ def name_bodies(evidence: list[dict], widths: list[float], hint: dict | None = N
     out = dict(names={}, sacrum=sacrum, t12=t12, anchor=None, counting="", confidence="none", reason="")
     spacing = irregular_spacing(centres_z_mm, evidence) if centres_z_mm is not None else ""
     if spacing:
-        out["reason"] = spacing
+        out.update(reason=spacing, irregular=True)
         return out
     if sacrum is None and any(ev["ilia"] and not ev["cut"] and ev["scan_below_mm"] >= SACRUM_SCAN_BELOW_MM
                               for ev in evidence):
@@ -581,34 +658,66 @@ def name_bodies(evidence: list[dict], widths: list[float], hint: dict | None = N
 
 def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation:
     """Vertebra centroids (mm) of a whole CT, named from the anchors in view (or the user's `hint`:
-    `lowest_level` or `levels_in_view`), or left unnamed with the reason why."""
+    `lowest_level` or `levels_in_view`), or left unnamed with the reason why.
+
+    Bodies are first the minima of the smoothed core profile, unless those sit on discs; when they
+    cannot be counted (irregular, or leaving part of the column without a body), or sit on discs,
+    the bodies are placed between the discs found along the column instead."""
     grid, view = canonical_grid_and_view(image)
     hu = sitk.GetArrayFromImage(grid)
     bone = bone_mask(hu)
     line = column_centre_line(bone, hu > -400, GRID_MM)
     if line is None:
         return Localisation(note="no spine column found: no vertebra is named")
+    column = (grid, hu, bone, view, line, lateral_parts(bone, line, GRID_MM))
     minima = body_minima(body_profile(hu, line, GRID_MM), GRID_MM)
-    if len(minima) == 0:
-        return Localisation(note="no vertebral body found: no vertebra is named")
-    bounds = np.concatenate([[0], (minima[1:] + minima[:-1]) // 2, [hu.shape[0]]])
+    fine = body_profile(hu, line, GRID_MM, DISC_SMOOTH_MM)
+    period = float(np.median(np.diff(minima))) * GRID_MM if len(minima) > 1 else 28.0
+    discs = disc_chain(fine, GRID_MM, period)
+    on_discs = not minima_clear_of_discs(minima, discs if len(discs) else disc_candidates(fine, GRID_MM)[0], GRID_MM)
+    loc = None
+    if len(minima) and not on_discs:
+        loc, counted = locate_bodies(column, minima, "core profile minima", hint)
+        if counted:
+            return loc
+    if len(discs):
+        alt, alt_counted = locate_bodies(column, bodies_between_discs(discs, hu.shape[0]), "between discs", hint)
+        if alt_counted or loc is None:
+            loc = alt
+    if loc is None:  # the minima may be discs, half a vertebra off: segmented, never named
+        loc, _ = locate_bodies(column, minima, "core profile minima", hint, not_named=(
+            "the core profile's minima sit on discs and the discs do not form a regular chain, so the "
+            "bodies cannot be counted"))
+    return loc
+
+
+def locate_bodies(column: tuple, centres_z: np.ndarray, detector: str, hint: dict | None,
+                  not_named: str = "") -> tuple[Localisation, bool]:
+    """Centroids, anchors and names of the bodies centred at slices `centres_z` of the column, and
+    whether those bodies could be counted (regularly spaced, covering the column in view).
+    `not_named`: the reason why these bodies must not be named, whatever the anchors say."""
+    grid, hu, bone, view, line, lateral = column
+    if len(centres_z) == 0:
+        return Localisation(note="no vertebral body found: no vertebra is named"), False
+    bounds = np.concatenate([[0], (centres_z[1:] + centres_z[:-1]) // 2, [hu.shape[0]]])
     # Cancellous bone of osteoporotic bodies is as dark as 110 HU: count it towards the centroid,
     # or the dense posterior elements pull the centroid backwards.
     dense = bone | (ndimage.gaussian_filter(hu, 0.7) > CANCELLOUS_HU)
     bodies = [
         grid.TransformContinuousIndexToPhysicalPoint(vertebra_centroid(dense, line, z, lo, hi, GRID_MM))
-        for z, lo, hi in zip(minima, bounds[:-1], bounds[1:], strict=True)
+        for z, lo, hi in zip(centres_z, bounds[:-1], bounds[1:], strict=True)
     ]
-    widths = [attached_half_width(bone, (z, line[z, 0], line[z, 1]), GRID_MM) for z in minima]
-    gaps = np.diff(minima) * GRID_MM
+    widths = [attached_half_width(bone, (z, line[z, 0], line[z, 1]), GRID_MM) for z in centres_z]
+    gaps = np.diff(centres_z) * GRID_MM
     period = float(np.median(gaps)) if len(gaps) else 28.0
-    lateral = lateral_parts(bone, line, GRID_MM)
-    evidence = [body_evidence(bone, view, line, int(z), period, GRID_MM, lateral) for z in minima]
-    named = name_bodies(evidence, widths, hint, centres_z_mm=[float(z) * GRID_MM for z in minima])
-    uncovered = uncovered_column(minima, column_extent(bone, line, GRID_MM), period, GRID_MM,
+    evidence = [body_evidence(bone, view, line, int(z), period, GRID_MM, lateral) for z in centres_z]
+    named = name_bodies(evidence, widths, hint, centres_z_mm=[float(z) * GRID_MM for z in centres_z])
+    uncovered = uncovered_column(centres_z, column_extent(bone, line, GRID_MM), period, GRID_MM,
                                  named["sacrum"] is not None)
-    if uncovered and named["names"]:
-        named.update(names={}, anchor=None, counting="", confidence="none", reason=uncovered)
+    counted = not (uncovered or named.get("irregular"))
+    if (uncovered or not_named) and named["names"]:
+        named.update(names={}, anchor=None, counting="", confidence="none", reason=not_named or uncovered)
+    counted = counted and not not_named
     named["names"] = {k: v for k, v in named["names"].items() if not evidence[k]["cut"]}
     for k, ev in enumerate(evidence):
         ev.update(lateral_reach_mm=widths[k], name=named["names"].get(k))
@@ -622,6 +731,7 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
         anchor=named["anchor"],
         counting=named["counting"],
         confidence=named["confidence"],
+        body_detector=detector,
     )
     # A body cut by the scan's edge may be a fragment (or a profile minimum beyond the last body):
     # counted, but never named.
@@ -632,5 +742,5 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
     if loc.named:
         loc.note = f"named {', '.join(loc.centres)} from {loc.anchor}: {loc.counting}"
     else:
-        loc.note = f"{len(bodies)} vertebral bodies found, not named: {named['reason']}"
-    return loc
+        loc.note = f"{len(bodies)} vertebral bodies found, not named: {not_named or named['reason'] or uncovered}"
+    return loc, counted
