@@ -57,15 +57,20 @@ def frame_corners_mm(frame: dict) -> np.ndarray:
 
 
 def extend_past_edges(image: sitk.Image, frame: dict) -> sitk.Image:
-    """`image` with its border voxels repeated outwards as far as the crop frame reaches past it.
+    """The part of `image` under the crop frame, its border voxels repeated outwards as far as the
+    frame reaches past the scan (only that part is copied, however large the scan).
 
     Filled with air instead, the cut edge of a tight scan looks like a body's surface, and the
     network segments a band along it (the TPTBox test scan: L2 IoU 0.32 with air, 0.69 repeated).
     """
     idx = np.array([image.TransformPhysicalPointToContinuousIndex(p.tolist()) for p in frame_corners_mm(frame)])
+    size = np.array(image.GetSize())
+    lo = np.clip(np.floor(idx.min(axis=0)).astype(int) - 1, 0, size - 1)
+    hi = np.clip(np.ceil(idx.max(axis=0)).astype(int) + 1, lo, size - 1)
+    region = image[tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))]
     below = np.maximum(0, -np.floor(idx.min(axis=0))).astype(int) + 1
-    above = np.maximum(0, np.ceil(idx.max(axis=0)) - (np.array(image.GetSize()) - 1)).astype(int) + 1
-    return sitk.ZeroFluxNeumannPad(image, below.tolist(), above.tolist())
+    above = np.maximum(0, np.ceil(idx.max(axis=0)) - (size - 1)).astype(int) + 1
+    return sitk.ZeroFluxNeumannPad(region, below.tolist(), above.tolist())
 
 
 OUTSIDE_MODES = ("repeat", "air")
