@@ -1,7 +1,7 @@
 import numpy as np
 import SimpleITK as sitk
 
-from spine_lightning.data.crops import crop_pair, label_centroids
+from spine_lightning.data.crops import crop_pair, inside_scan, label_centroids
 
 
 def _oblique_label(direction, spacing=(0.7, 0.9, 2.5)):
@@ -40,9 +40,13 @@ def test_crop_centre_is_the_label_centroid_on_an_oblique_flipped_grid():
     assert frame["spacing"] == [1.0, 1.0, 1.0]
 
 
-def test_neighbour_is_background_and_outside_the_scan_is_air():
+def test_neighbour_is_background_and_outside_the_scan_is_not_anatomy():
     image, label = _oblique_label(tuple(np.eye(3).ravel()))
     centroid = label_centroids(label)[22]
-    ct, lab, _ = crop_pair(image, label, centroid, (160, 160, 160), 1.0)
+    ct, lab, frame = crop_pair(image, label, centroid, (160, 160, 160), 1.0)
     assert set(np.unique(lab)) <= {0, 21, 22}
-    assert ct.min() == -1024.0  # the crop reaches past the scan: filled with air
+    outside = inside_scan(image, frame) == 0
+    assert outside.any() and not lab[outside].any()  # the crop reaches past the scan: no label there
+    assert np.all(ct[outside] == 0.0)  # the scan's border (0 HU here) repeated, as prediction does
+    air, _, _ = crop_pair(image, label, centroid, (160, 160, 160), 1.0, outside="air")
+    assert np.all(air[outside] == -1024.0)
