@@ -7,8 +7,8 @@ from conftest import ROOT, TINY_TRAIN, run_cli
 
 def _untrained_run(tmp_path, name, *extra):
     run_dir = tmp_path / name
-    result = run_cli(["train.py", *TINY_TRAIN, "logger=csv", "+trainer.limit_train_batches=0", f"hydra.run.dir={run_dir}",
-                      *extra], cwd=ROOT)
+    result = run_cli(["train.py", *TINY_TRAIN, "logger=csv", "+trainer.limit_train_batches=0",
+                      f"hydra.run.dir={run_dir}", *extra], cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((run_dir / "metrics.json").read_text())
 

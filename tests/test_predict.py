@@ -367,7 +367,8 @@ def test_a_scan_cut_through_a_vertebra_gets_no_band_along_its_cut_face():
     image = sitk.ReadImage(str(asset_path("verse") / "sub-tptbox_ct.nii.gz"))
     truth = sitk.ReadImage(str(asset_path("verse") / "sub-tptbox_seg-vert_msk.nii.gz"))
     module = load_segmentation_module(DEFAULT_MODEL)
-    centres = {VERSE_NAMES[v]: c for v, c in label_centroids(truth).items() if VERSE_NAMES.get(v) in module.hparams.levels}
+    levels = module.hparams.levels
+    centres = {VERSE_NAMES[v]: c for v, c in label_centroids(truth).items() if VERSE_NAMES.get(v) in levels}
     pred = sitk.GetArrayFromImage(predict_levels(module, image, centres).label) > 0
     ref = sitk.GetArrayFromImage(truth) > 0
     faces = [(0, 0), (0, -1), (1, 0), (1, -1), (2, 0), (2, -1)]

@@ -2,10 +2,11 @@
 stored as .npy files that training memory-maps, so RAM stays flat however many subjects there are.
 
 An entry's key is a hash of the source files' *content*, the subject's label settings, the level,
-the crop geometry (spacing, size) and what fills the crop past the scan's edge, so a changed file or setting invalidates only the entries it
-touches. Boundary weight maps sit next to their crop, one file per edge weight, so changing
-`loss.edge_weight` recomputes only those small maps. Every entry is written into a temporary folder
-and renamed into place: an interrupted run never leaves a half-written entry.
+the crop geometry (spacing, size) and what fills the crop past the scan's edge, so a changed file or
+setting invalidates only the entries it touches. Boundary weight maps sit next to their crop, one
+file per edge weight, so changing `loss.edge_weight` recomputes only those small maps. Every entry
+is written into a temporary folder and renamed into place: an interrupted run never leaves a
+half-written entry.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def crop_frame(centre_mm, size_xyz, spacing_mm: float) -> dict:
 
 
 def resample_to_frame(image: sitk.Image, frame: dict, *, is_label: bool, default: float | None = None) -> sitk.Image:
-    """Resample `image` onto `frame`: linear for CT (air outside the scan), nearest for labels."""
+    """Resample `image` onto `frame`: linear for CT (air outside the scan unless `default`), nearest for labels."""
     if default is None:
         default = 0.0 if is_label else AIR_HU
     return sitk.Resample(
@@ -90,8 +90,9 @@ def inside_scan(image: sitk.Image, frame: dict) -> np.ndarray:
     """1 where a crop voxel lies inside the scan, 0 past its edge, as a uint8 array [z, y, x].
 
     Scans are cropped tight, so a vertebra-centred crop often reaches past them; those voxels are
-    filled with air and are not anatomy, so losses and metrics must skip them. The scan's extent ends
-    half a voxel beyond its outer voxel centres, where SimpleITK's resampling stops reading it.
+    made up (the border repeated, or air) and are not anatomy, so losses and metrics must skip them.
+    The scan's extent ends half a voxel beyond its outer voxel centres, where SimpleITK's resampling
+    stops reading it.
     Computed from the geometry alone: no image of the scan's size is allocated.
     """
     spacing, direction = np.asarray(image.GetSpacing()), np.asarray(image.GetDirection()).reshape(3, 3)

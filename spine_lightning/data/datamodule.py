@@ -33,7 +33,9 @@ def absent_level(subject, level: str, strict: bool) -> None:
     log.warning("%s; skipped", message)
 
 
-def preprocess_subject(subject, levels, crop_size, spacing, strict: bool = False, outside: str = "repeat") -> list[dict]:
+def preprocess_subject(
+    subject, levels, crop_size, spacing, strict: bool = False, outside: str = "repeat"
+) -> list[dict]:
     """HU crop and binary target of every requested level present in the subject."""
     image, label = subject.load()
     centroids = subject.crop_centres(label) if hasattr(subject, "crop_centres") else label_centroids(label)
@@ -291,7 +293,8 @@ class SpineDataModule(L.LightningDataModule):
         if self.cache_dir:
             results = self._cached_crops()
         else:
-            args = [(s, self.levels, self.stored_size, self.spacing, self.strict, self.outside_scan) for s in self.subjects]
+            args = [(s, self.levels, self.stored_size, self.spacing, self.strict, self.outside_scan)
+                    for s in self.subjects]
             if self.preprocess_workers > 1 and len(args) > 1:
                 with _process_pool(self.preprocess_workers) as pool:
                     results = list(pool.map(preprocess_subject, *zip(*args, strict=True)))

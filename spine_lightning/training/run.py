@@ -15,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from spine_lightning.core.errors import SpineError
 from spine_lightning.core.io import atomic_path, write_json
 from spine_lightning.core.resolvers import sweep_group  # noqa: F401  (registers ${sweep_group:} for logger.wandb.group)
-from spine_lightning.training.callbacks import has_nonfinite_parameters
 from spine_lightning.inference.checkpoints import load_segmentation_module
+from spine_lightning.training.callbacks import has_nonfinite_parameters
 from spine_lightning.training.config_checks import (
     check_checkpoint_network,
     initial_weights_path,
