@@ -97,9 +97,11 @@ def test_whole_phantom_named_by_both_anchors(with_ribs):
     assert _wrong_names(loc.centres, _truth(label)) == []
 
 
-@pytest.mark.parametrize("transitional", ["L6", "rib_L1"])
-def test_transitional_spine_is_not_named(transitional):
-    image, label = make_phantom(1203, PhantomSpec(transitional=transitional))
+@pytest.mark.parametrize("transitional,seed", [("L6", 1203), ("rib_L1", 1203), ("L6", 6001)])
+def test_transitional_spine_is_not_named(transitional, seed):
+    """Seed 6001's L6 spine: a body was missed, so T12 came six bodies above S1 and the anchors
+    seemed to agree; seven wrong names, until the spacing check compared neighbouring gaps."""
+    image, label = make_phantom(seed, PhantomSpec(transitional=transitional))
     loc = localize(image)
     assert _wrong_names(loc.centres, _truth(label)) == []
     assert not loc.named, loc.note
@@ -176,6 +178,7 @@ def test_spacing_and_coverage_checks():
     assert irregular_spacing([0, 28, 56, 84, 112], ok) == ""
     assert "irregularly spaced" in irregular_spacing([0, 28, 98, 116, 136], ok)
     assert irregular_spacing([0, 10, 38, 66], [dict(cut=True)] + ok[:3]) == ""  # a cut body's gap is not counted
+    assert "irregularly spaced" in irregular_spacing([0, 26, 66], ok[:3])  # 26 then 40 mm: a body missed
     minima = np.array([20, 34, 48])  # slices of 2 mm: bodies 28 mm apart
     assert uncovered_column(minima, (14, 54), 28.0, 2.0, sacrum_found=False) == ""
     assert "below the lowest" in uncovered_column(minima, (0, 54), 28.0, 2.0, sacrum_found=False)
@@ -200,7 +203,7 @@ def test_thick_discs_between_dense_cores_are_not_taken_for_bodies():
 
 
 def test_disc_chain_keeps_the_column_rhythm():
-    from spine_lightning.inference.localization import disc_chain, minima_clear_of_discs
+    from spine_lightning.inference.localization import disc_chain, minima_clear_of_discs, profile_period
 
     prof = np.full(120, 300.0)
     discs = np.arange(10, 120, 15)  # one disc per 30 mm at 2 mm slices
@@ -211,3 +214,71 @@ def test_disc_chain_keeps_the_column_rhythm():
     assert disc_chain(prof, 2.0, period_mm=60.0).size == 0  # a chain at twice the column's period is refused
     assert not minima_clear_of_discs(discs, discs, 2.0)  # minima on the discs: half a vertebra off
     assert minima_clear_of_discs(discs[:-1] + 7, discs, 2.0)  # minima between them: the bodies
+    assert disc_chain(prof, 2.0, period_mm=None).size == 0  # no period known: no chain
+    assert profile_period(prof, (0, 119), 2.0) == 30.0  # the period from the profile's own rhythm
+
+
+def test_a_rib_sloping_down_from_t12_is_not_l1s():
+    """The lowest ribs slope down beside the vertebra below their own. Bone in L1's slab that
+    belongs to a rib whose medial end is at T12 made L1 look rib-bearing, so T12 was never
+    established (or, with ribs on both sides, L1 would have been taken for T12)."""
+    from spine_lightning.inference.localization import body_evidence, lateral_parts
+
+    spacing, shape = 2.0, (80, 90, 160)  # 2 mm slices: z, y, x
+    bone = np.zeros(shape, bool)
+    yy, xx = np.mgrid[: shape[1], : shape[2]]
+    cy, cx = 30, 80
+    bone[:, (yy - cy) ** 2 + (xx - cx) ** 2 <= 7**2] = True  # the column of bodies
+    t12, l1 = 50, 34  # body centres 32 mm apart
+    for x in range(20, 56):  # a rib each side from 40 mm out, sloping down 0.8 mm per 2 mm outwards
+        z = int(round(t12 - 0.4 * (x - 20)))
+        for side in (cx - x, cx + x):
+            bone[z - 1 : z + 2, cy - 2 : cy + 3, side] = True
+    line = np.tile([float(cy), float(cx)], (shape[0], 1))
+    view = np.ones(shape, bool)
+    lateral = lateral_parts(bone, line, spacing)
+    assert min(body_evidence(bone, view, line, t12, 32.0, spacing, lateral)["ribs_mm2"]) > 0  # T12 keeps its ribs
+    below = body_evidence(bone, view, line, l1, 32.0, spacing, lateral)
+    assert below["ribs_mm2"] == [0.0, 0.0] and below["rib_free"]
+    without_levels = (lateral[0], lateral[1], np.full_like(lateral[2], -1.0))  # medial ends ignored
+    assert min(body_evidence(bone, view, line, l1, 32.0, spacing, without_levels)["ribs_mm2"]) > 0
+
+
+def test_a_vertebra_cut_by_the_edge_is_named_only_in_the_columns_rhythm():
+    from spine_lightning.inference.localization import spaced_like_the_rest, with_partial_ends
+
+    uncut, cut = dict(cut=False), dict(cut=True)
+    assert spaced_like_the_rest([0, 30, 60, 90, 120], [uncut] * 4 + [cut]) == [True] * 5
+    assert spaced_like_the_rest([0, 30, 60, 90, 102], [uncut] * 4 + [cut])[-1] is False  # a fragment
+    assert spaced_like_the_rest([0, 30], [cut, cut]) == [False, False]  # no uncut spacing to compare
+    bodies = np.array([20, 35, 50])  # slices 30 mm apart
+    np.testing.assert_array_equal(with_partial_ends(bodies, (14, 64), np.array([58])), [20, 35, 50, 65])
+    np.testing.assert_array_equal(with_partial_ends(bodies, (14, 59), np.array([58])), bodies)  # no bone past the disc
+    np.testing.assert_array_equal(with_partial_ends(bodies, (14, 64), np.array([])), bodies)  # no disc: no vertebra
+    np.testing.assert_array_equal(with_partial_ends(bodies, (6, 56), np.array([12])), [5, 20, 35, 50])
+
+
+def test_part_of_l5_below_the_scans_edge_is_named_by_the_count():
+    """Discs of real height, the scan starting in L5's upper third: L5 is cut (never an anchor), but
+    counted from T12 in the column's rhythm it is named, and named right."""
+    image, label = make_phantom(1204, PhantomSpec(disc_mm=(4.0, 10.0)))
+    lo, hi = _slices_of(label, label_value("L5"))
+    k = hi - (hi - lo) // 3
+    loc = localize(image[:, :, k:])
+    truth = _truth(label[:, :, k:])
+    assert loc.named and loc.anchor.startswith("T12"), loc.note
+    assert "L5" in loc.centres and _wrong_names(loc.centres, truth) == []
+    assert loc.evidence[0]["cut"] and loc.evidence[0]["name"] == "L5"
+
+
+def test_a_body_with_a_dark_core_still_owns_its_bone():
+    """An osteoporotic core is not bone and, where its cortical ring is open in the section, not
+    filled either: the sacrum's alae were then measured as reaching 0 mm (not a sacrum)."""
+    from spine_lightning.inference.localization import attached_half_width
+
+    bone = np.zeros((9, 60, 80), bool)
+    yy, xx = np.mgrid[:60, :80]
+    r = np.hypot(yy - 30, xx - 40)
+    bone[:, (r >= 5) & (r <= 6.5) & (yy < 34)] = True  # a cortical ring (2 mm voxels), open at the back
+    bone[:, 26:30, 14:36] = bone[:, 26:30, 45:67] = True  # alae from the ring, reaching 52 mm to either side
+    assert attached_half_width(bone, (4, 30, 40), 2.0) >= 50.0

@@ -20,6 +20,7 @@
    must agree (T12 six bodies above S1); a rib-free body where T12 should be (a sixth lumbar
    vertebra, or T12 without ribs) or ribs on a body counted as lumbar leave every body unnamed.
    A user's hint (`lowest_level`, `levels_in_view`) names the bodies when no anchor contradicts it.
+   A body cut by the scan's edge is named by the count only when it keeps the column's rhythm.
    Unnamed bodies are still returned (bottom up) so that they can be segmented.
 """
 
@@ -39,6 +40,8 @@ BONE_HU = 150.0
 CANCELLOUS_HU = 110.0
 SOFT_TISSUE_MAX_HU = 60.0
 BODY_RADIUS_MM = 8.0  # the profile cylinder: inside the cancellous core of every lumbar body
+OWN_RADIUS_MM = 14.0  # bone meeting a disk this wide on the centre line is the body's: it reaches the
+# cortex when the core is too dark to be bone and its ring is not closed in the section
 MIN_BODY_GAP_MM = 18.0
 GAP_RANGE = (0.75, 1.35)  # consecutive bodies this many times the median spacing apart: counted as one each
 PROMINENCE_HU = 10.0
@@ -48,6 +51,7 @@ DISC_GAP_MM = (18.0, 50.0)  # consecutive discs of one column are a body apart
 DISC_GAP_RATIO = 1.25  # ... and each gap is within this factor of the one below it and of their median
 DISC_MIN_HU = 0.0
 DISC_DEPTH_CAP_HU = 150.0  # one very deep dip must not outweigh a chain of ordinary discs
+PERIOD_MIN_CORRELATION = 0.2  # a column's rhythm shows as an autocorrelation peak at least this high
 DISC_SMOOTH_MM = 1.4  # the profile the discs are found in is barely smoothed: a thin disc is one or two slices
 SACRUM_MIN_HALF_WIDTH_MM = 40.0
 SACRUM_MAX_HALF_WIDTH_MM = 150.0  # wider: the whole pelvic ring, not the alae
@@ -71,6 +75,7 @@ RIB_FRONT_MM, RIB_BACK_MM = -25.0, 45.0  # ... and within this front-back band a
 RIB_MIN_AREA_MM2 = 60.0  # per side, seen from above
 RIB_OWN_MM = 48.0  # bone joined to the body counts as rib beyond this (transverse processes end before)
 RIB_MAX_DROP_MM = 40.0  # a rib's lowest point is less than this below its vertebra's centre
+RIB_OWN_LEVEL = 0.6  # a rib whose medial end is more than this many body spacings above a body is not its own
 ILIUM_INNER_MM, ILIUM_OUTER_MM = 55.0, 130.0
 PLATE_WINDOW_MM = (20.0, 4.0)  # an iliac plate fills this z range (below, above the body centre)...
 PLATE_FILL = 0.7  # ... at least this fraction of it, at one spot seen from above
@@ -276,10 +281,12 @@ def disc_candidates(prof: np.ndarray, spacing: float) -> tuple[np.ndarray, np.nd
     return dips[disc], props["prominences"][disc]
 
 
-def disc_chain(prof: np.ndarray, spacing: float, period_mm: float) -> np.ndarray:
+def disc_chain(prof: np.ndarray, spacing: float, period_mm: float | None) -> np.ndarray:
     """The discs of the column: the longest chain of disc candidates (then the deepest) whose
     consecutive gaps are a body apart (DISC_GAP_MM) and change slowly (DISC_GAP_RATIO), so a dip
-    inside a body (a vein, noise) cannot join it without breaking the rhythm."""
+    inside a body (a vein, noise) cannot join it without breaking the rhythm. `period_mm`: the
+    column's period (`profile_period`, or the spacing of regular core profile minima): the chain's
+    spacing must match it, or a chain that skips every other thin disc would pass. None: no chain."""
     z, depth = disc_candidates(prof, spacing)
     depth = 1.0 + np.minimum(depth, DISC_DEPTH_CAP_HU) / DISC_DEPTH_CAP_HU  # more discs first, deeper second
     lo, hi = DISC_GAP_MM[0] / spacing, DISC_GAP_MM[1] / spacing
@@ -308,9 +315,23 @@ def disc_chain(prof: np.ndarray, spacing: float, period_mm: float) -> np.ndarray
         return np.array([], dtype=int)
     median = float(np.median(gaps))
     if (gaps.max() > DISC_GAP_RATIO * median or gaps.min() < median / DISC_GAP_RATIO
-            or not period_mm / DISC_GAP_RATIO <= median <= DISC_GAP_RATIO * period_mm):
+            or period_mm is None or not period_mm / DISC_GAP_RATIO <= median <= DISC_GAP_RATIO * period_mm):
         return np.array([], dtype=int)  # a disc skipped or a false one taken: these discs cannot be counted
     return chain
+
+
+def profile_period(prof: np.ndarray, extent: tuple[int, int], spacing: float) -> float | None:
+    """The column's period (mm): the lag of the highest autocorrelation peak of the core profile
+    along the column (slow trends removed), between DISC_GAP_MM; None when no peak is clear."""
+    x = prof[extent[0] : extent[1] + 1]
+    x = x - ndimage.gaussian_filter1d(x, 40.0 / spacing)
+    if len(x) < 3 or not np.any(x):
+        return None
+    ac = np.correlate(x - x.mean(), x - x.mean(), "full")[len(x) - 1 :]
+    ac = ac / ac[0]
+    peaks = [p for p in signal.find_peaks(ac)[0] if DISC_GAP_MM[0] <= p * spacing <= DISC_GAP_MM[1]]
+    best = max(peaks, key=lambda p: ac[p], default=None)
+    return float(best * spacing) if best is not None and ac[best] >= PERIOD_MIN_CORRELATION else None
 
 
 def bodies_between_discs(discs: np.ndarray, n_slices: int) -> np.ndarray:
@@ -342,7 +363,7 @@ def attached_half_width(bone: np.ndarray, centre_zyx, spacing: float) -> float:
     slab = bone[max(z - half, 0) : z + half + 1]
     parts, _ = ndimage.label(slab)
     yy, xx = np.mgrid[: bone.shape[1], : bone.shape[2]]
-    core = (yy - y) ** 2 + (xx - x) ** 2 <= (BODY_RADIUS_MM / spacing) ** 2
+    core = (yy - y) ** 2 + (xx - x) ** 2 <= (OWN_RADIUS_MM / spacing) ** 2
     own = np.setdiff1d(np.unique(parts[:, core]), [0])
     attached = np.isin(parts, own).any(axis=(0, 1))
     return float(np.abs(np.flatnonzero(attached) - x).max() * spacing) if attached.any() else 0.0
@@ -356,17 +377,26 @@ def _box(shape, z, y, x, dz, dy0, dy1, dx):
     return tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, shape, strict=True)), cut
 
 
-def lateral_parts(bone: np.ndarray, line: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
-    """Bone away from the column (more than 25 mm from its centre line), in 3D connected parts, and
-    the lowest slice of each part: ribs end near their vertebra, an iliac wing goes on down."""
+def lateral_parts(bone: np.ndarray, line: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bone away from the column (more than 25 mm from its centre line), in 3D connected parts; the
+    lowest slice of each part (ribs end near their vertebra, an iliac wing goes on down); and the
+    lowest slice of each part's medial end (where it comes within 6 mm of its closest approach to
+    the column): a rib meets its own vertebra there, and may slope down past the vertebra below.
+    Touching ribs form one part with a medial end at each of their vertebrae."""
     xx = np.arange(bone.shape[2])
-    away = np.abs(xx[None, :] - line[:, 1:2]) * spacing > 25.0  # [z, x]
-    parts, n = ndimage.label(bone & away[:, None, :])
+    off = np.abs(xx[None, :] - line[:, 1:2]) * spacing  # [z, x]
+    parts, n = ndimage.label(bone & (off > 25.0)[:, None, :])
     lowest = np.full(n + 1, bone.shape[0])
+    medial = np.full(n + 1, -1.0)
     if n:
         found = ndimage.find_objects(parts)
         lowest[1:] = [f[0].start if f is not None else bone.shape[0] for f in found]
-    return parts, lowest
+        zz, yv, xv = np.nonzero(parts)
+        ids, dist = parts[zz, yv, xv], off[zz, xv]
+        inner = ndimage.minimum(dist, ids, np.arange(1, n + 1))
+        near = dist <= np.asarray(inner)[ids - 1] + 6.0
+        medial[1:] = ndimage.minimum(zz[near].astype(float), ids[near], np.arange(1, n + 1))
+    return parts, lowest, medial
 
 
 def body_evidence(
@@ -376,7 +406,7 @@ def body_evidence(
     z: int,
     period: float,
     spacing: float,
-    lateral: tuple[np.ndarray, np.ndarray] | None = None,
+    lateral: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """What the anchors rest on, for the body centred on the centre line at slice z.
 
@@ -409,13 +439,16 @@ def body_evidence(
     slab = bone[z0:z1]
     parts, _ = ndimage.label(slab)
     yy, xx = np.mgrid[: bone.shape[1], : bone.shape[2]]
-    core = (yy - cy) ** 2 + (xx - cx) ** 2 <= (BODY_RADIUS_MM * mm) ** 2
+    core = (yy - cy) ** 2 + (xx - cx) ** 2 <= (OWN_RADIUS_MM * mm) ** 2
     own = np.isin(parts, np.setdiff1d(np.unique(parts[:, core]), [0]))
     dx, dy = (xx - cx) * spacing, (yy - cy) * spacing
     beside = slab & (~own | (np.abs(dx) >= RIB_OWN_MM))  # a rib may touch its transverse process
-    if lateral is not None:  # not part of bone that goes on down, past the body below (a pelvis)
-        lat_parts, lowest = lateral
-        beside &= ~(lowest[lat_parts[z0:z1]] < z - RIB_MAX_DROP_MM * mm)
+    if lateral is not None:
+        lat_parts, lowest, medial = lateral
+        # not bone that goes on down past the body below (a pelvis), nor a rib whose medial end is at
+        # a vertebra above (the lowest ribs slope down beside the vertebra below their own)
+        part = lat_parts[z0:z1]
+        beside &= ~(lowest[part] < z - RIB_MAX_DROP_MM * mm) & ~(medial[part] > z + RIB_OWN_LEVEL * period * mm)
     seen = beside.any(axis=0)
     band = (np.abs(dx) >= RIB_INNER_MM) & (np.abs(dx) <= RIB_OUTER_MM) & (dy >= RIB_FRONT_MM) & (dy <= RIB_BACK_MM)
     area = spacing**2
@@ -504,19 +537,59 @@ def _hint_names(hint: dict | None, n: int) -> tuple[dict[int, str] | None, str]:
     return None, ""
 
 
+def uncut_gaps(centres_z_mm: list[float], evidence: list[dict]) -> list[float]:
+    """Spacing (mm) of consecutive bodies neither of which is cut by the scan's edge."""
+    return [b - a for a, b, ea, eb in zip(centres_z_mm, centres_z_mm[1:], evidence, evidence[1:], strict=False)
+            if not (ea["cut"] or eb["cut"])]
+
+
 def irregular_spacing(centres_z_mm: list[float], evidence: list[dict]) -> str:
     """Why the bodies found cannot be counted one per vertebra, or "" when they can: consecutive
-    uncut bodies that are much closer or further apart than the column's median spacing mean that a
-    body was split in two or missed, and every name counted across that gap would be off by one."""
-    gaps = [b - a for a, b, ea, eb in zip(centres_z_mm, centres_z_mm[1:], evidence, evidence[1:], strict=False)
-            if not (ea["cut"] or eb["cut"])]
+    uncut bodies that are much closer or further apart than the column's median spacing, or than
+    the bodies next to them, mean that a body was split in two or missed, and every name counted
+    across that gap would be off by one."""
+    gaps = uncut_gaps(centres_z_mm, evidence)
     if len(gaps) < 2:
         return ""
     median = float(np.median(gaps))
-    if min(gaps) < GAP_RANGE[0] * median or max(gaps) > GAP_RANGE[1] * median:
+    steps = [b / a for a, b in zip(gaps, gaps[1:], strict=False)]  # spacing changes slowly along a column
+    if (min(gaps) < GAP_RANGE[0] * median or max(gaps) > GAP_RANGE[1] * median
+            or max(steps) > GAP_RANGE[1] or min(steps) < 1 / GAP_RANGE[1]):
         return (f"the bodies found are irregularly spaced ({min(gaps):.0f} to {max(gaps):.0f} mm apart, median "
                 f"{median:.0f} mm): a body was missed or split, so counting from an anchor would be wrong")
     return ""
+
+
+def spaced_like_the_rest(centres_z_mm: list[float], evidence: list[dict]) -> list[bool]:
+    """Per body: may it carry the name counted for it? An uncut body may. A body cut by the scan's
+    edge is never an anchor, and is named only when it is as far from its neighbours as the uncut
+    bodies are from each other (GAP_RANGE of their median spacing): a fragment, or a dip beyond
+    the last body, breaks that rhythm and stays unnamed."""
+    gaps = uncut_gaps(centres_z_mm, evidence)
+    median = float(np.median(gaps)) if gaps else None
+    ok = []
+    for k, ev in enumerate(evidence):
+        near = [abs(centres_z_mm[j] - centres_z_mm[k]) for j in (k - 1, k + 1) if 0 <= j < len(evidence)]
+        ok.append(not ev["cut"] or (median is not None and bool(near)
+                                    and all(GAP_RANGE[0] * median <= g <= GAP_RANGE[1] * median for g in near)))
+    return ok
+
+
+def with_partial_ends(centres_z: np.ndarray, extent: tuple[int, int], discs: np.ndarray) -> np.ndarray:
+    """The body centre slices with one more at either end where the next vertebra is partly in
+    view, cut by the scan's edge: a disc half a body spacing past the end body, and the column's
+    bone going on past that disc. Its centre is put one spacing on (it may lie outside the scan)."""
+    if len(centres_z) < 2:
+        return np.asarray(centres_z, dtype=int)
+    step = int(np.median(np.diff(centres_z)))
+
+    def disc_then_bone(start: int, sign: int, edge: int) -> bool:
+        past = sign * (discs - start)
+        return any(0.3 * step <= d <= 0.7 * step and sign * (edge - (start + sign * d)) > 1 for d in past)
+
+    below = [centres_z[0] - step] if disc_then_bone(centres_z[0], -1, extent[0]) else []
+    above = [centres_z[-1] + step] if disc_then_bone(centres_z[-1], 1, extent[1]) else []
+    return np.array(below + list(centres_z) + above, dtype=int)
 
 
 def column_extent(bone: np.ndarray, line: np.ndarray, spacing: float) -> tuple[int, int]:
@@ -669,12 +742,19 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
     line = column_centre_line(bone, hu > -400, GRID_MM)
     if line is None:
         return Localisation(note="no spine column found: no vertebra is named")
-    column = (grid, hu, bone, view, line, lateral_parts(bone, line, GRID_MM))
     minima = body_minima(body_profile(hu, line, GRID_MM), GRID_MM)
     fine = body_profile(hu, line, GRID_MM, DISC_SMOOTH_MM)
-    period = float(np.median(np.diff(minima))) * GRID_MM if len(minima) > 1 else 28.0
+    candidates = disc_candidates(fine, GRID_MM)[0]
+    column = (grid, hu, bone, view, line, lateral_parts(bone, line, GRID_MM), candidates)
+    gaps = np.diff(minima) * GRID_MM
+    relative = gaps / np.median(gaps) if len(gaps) else np.zeros(1)
+    regular = GAP_RANGE[0] <= relative.min() and relative.max() <= GAP_RANGE[1]
+    # the column's period: from the minima when they are regular, else from the profile's rhythm
+    # when it is clear, else (a noisy profile) from the minima still
+    period = None if regular else profile_period(fine, column_extent(bone, line, GRID_MM), GRID_MM)
+    period = period or (float(np.median(gaps)) if len(gaps) else None)
     discs = disc_chain(fine, GRID_MM, period)
-    on_discs = not minima_clear_of_discs(minima, discs if len(discs) else disc_candidates(fine, GRID_MM)[0], GRID_MM)
+    on_discs = not minima_clear_of_discs(minima, discs if len(discs) else candidates, GRID_MM)
     loc = None
     if len(minima) and not on_discs:
         loc, counted = locate_bodies(column, minima, "core profile minima", hint)
@@ -696,10 +776,14 @@ def locate_bodies(column: tuple, centres_z: np.ndarray, detector: str, hint: dic
     """Centroids, anchors and names of the bodies centred at slices `centres_z` of the column, and
     whether those bodies could be counted (regularly spaced, covering the column in view).
     `not_named`: the reason why these bodies must not be named, whatever the anchors say."""
-    grid, hu, bone, view, line, lateral = column
+    grid, hu, bone, view, line, lateral, discs = column
     if len(centres_z) == 0:
         return Localisation(note="no vertebral body found: no vertebra is named"), False
-    bounds = np.concatenate([[0], (centres_z[1:] + centres_z[:-1]) // 2, [hu.shape[0]]])
+    extent = column_extent(bone, line, GRID_MM)
+    found = centres_z
+    nominal = with_partial_ends(found, extent, discs)  # may lie past the scan's ends
+    centres_z = np.clip(nominal, 0, hu.shape[0] - 1)
+    bounds = np.clip(np.concatenate([[0], (nominal[1:] + nominal[:-1]) // 2, [hu.shape[0]]]), 0, hu.shape[0])
     # Cancellous bone of osteoporotic bodies is as dark as 110 HU: count it towards the centroid,
     # or the dense posterior elements pull the centroid backwards.
     dense = bone | (ndimage.gaussian_filter(hu, 0.7) > CANCELLOUS_HU)
@@ -708,17 +792,17 @@ def locate_bodies(column: tuple, centres_z: np.ndarray, detector: str, hint: dic
         for z, lo, hi in zip(centres_z, bounds[:-1], bounds[1:], strict=True)
     ]
     widths = [attached_half_width(bone, (z, line[z, 0], line[z, 1]), GRID_MM) for z in centres_z]
-    gaps = np.diff(centres_z) * GRID_MM
+    gaps = np.diff(found) * GRID_MM
     period = float(np.median(gaps)) if len(gaps) else 28.0
     evidence = [body_evidence(bone, view, line, int(z), period, GRID_MM, lateral) for z in centres_z]
     named = name_bodies(evidence, widths, hint, centres_z_mm=[float(z) * GRID_MM for z in centres_z])
-    uncovered = uncovered_column(centres_z, column_extent(bone, line, GRID_MM), period, GRID_MM,
-                                 named["sacrum"] is not None)
+    uncovered = uncovered_column(found, extent, period, GRID_MM, named["sacrum"] is not None)
     counted = not (uncovered or named.get("irregular"))
     if (uncovered or not_named) and named["names"]:
         named.update(names={}, anchor=None, counting="", confidence="none", reason=not_named or uncovered)
     counted = counted and not not_named
-    named["names"] = {k: v for k, v in named["names"].items() if not evidence[k]["cut"]}
+    in_rhythm = spaced_like_the_rest([float(z) * GRID_MM for z in nominal], evidence)
+    named["names"] = {k: v for k, v in named["names"].items() if in_rhythm[k]}
     for k, ev in enumerate(evidence):
         ev.update(lateral_reach_mm=widths[k], name=named["names"].get(k))
     loc = Localisation(
@@ -733,12 +817,7 @@ def locate_bodies(column: tuple, centres_z: np.ndarray, detector: str, hint: dic
         confidence=named["confidence"],
         body_detector=detector,
     )
-    # A body cut by the scan's edge may be a fragment (or a profile minimum beyond the last body):
-    # counted, but never named.
-    loc.centres = {name: bodies[k] for k, name in sorted(named["names"].items()) if not evidence[k]["cut"]}
-    for ev in evidence:
-        if ev["cut"]:
-            ev["name"] = None
+    loc.centres = {name: bodies[k] for k, name in sorted(named["names"].items())}
     if loc.named:
         loc.note = f"named {', '.join(loc.centres)} from {loc.anchor}: {loc.counting}"
     else:
