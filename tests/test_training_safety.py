@@ -95,6 +95,26 @@ def test_nan_model_is_never_best(tmp_path, monitor, mode, checkpoint_cls, kept):
     assert (tmp_path / "ckpt" / "last.ckpt").is_file()
 
 
+class _FrozenScore(Callback):
+    """Logs the same validation score every epoch: only the first epoch is a best."""
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        pl_module.log("val/frozen", 0.5)
+
+
+def test_last_checkpoint_is_the_latest_epoch_not_the_best(tmp_path):
+    """last.ckpt must hold the newest state (the one to resume from) after epochs without a new best;
+    Lightning 2.6's own ModelCheckpoint leaves it at the best epoch."""
+    ckpt = FiniteModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/frozen", mode="max", save_last=True,
+                                 save_top_k=1)
+    trainer = _trainer(tmp_path, max_epochs=3, enable_checkpointing=True, callbacks=[ckpt, _FrozenScore()],
+                       limit_val_batches=None)
+    _fit(SpineSegmentationModule(net=NET, levels=["L2"]), trainer, _batches(2), _batches(1))
+    assert torch.load(ckpt.best_model_path, weights_only=True)["epoch"] == 0
+    last = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2 and last["global_step"] == trainer.global_step == 6
+
+
 def test_atomic_checkpoint_io_never_leaves_a_partial_file(tmp_path):
     io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
     io.save_checkpoint({"state_dict": {"w": torch.ones(2)}}, path)

@@ -21,8 +21,8 @@ class FiniteModelCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that never ranks a model with a non-finite score or non-finite weights as best.
 
     Lightning keeps the first `save_top_k` models whatever their score (a NaN score counts as the worst),
-    so a diverged first epoch would otherwise become `best_model_path`. `last.ckpt` is still written:
-    it is the state to resume from, not a model to use.
+    so a diverged first epoch would otherwise become `best_model_path`. `last.ckpt` is still written,
+    after every validation: it is the state to resume from, not a model to use.
     """
 
     def check_monitor_top_k(self, trainer, current: torch.Tensor | None = None) -> bool:
@@ -35,6 +35,22 @@ class FiniteModelCheckpoint(ModelCheckpoint):
                         trainer.current_epoch)
             return False
         return super().check_monitor_top_k(trainer, current)
+
+    # Lightning 2.6 writes last.ckpt only in a step that also wrote a top-k checkpoint, so after the
+    # best epoch it went stale and a resumed run lost every epoch since. It is the state to resume
+    # from: written at every save point (the end of each training epoch, or of each validation).
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._save_stale_last(trainer, at_train_epoch_end=True)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._save_stale_last(trainer, at_train_epoch_end=False)
+
+    def _save_stale_last(self, trainer, at_train_epoch_end: bool) -> None:
+        if (self.save_last and not self._should_skip_saving_checkpoint(trainer)
+                and self._should_save_on_train_epoch_end(trainer) == at_train_epoch_end):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class RngStateCheckpoint(Callback):
