@@ -21,8 +21,8 @@ class FiniteModelCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that never ranks a model with a non-finite score or non-finite weights as best.
 
     Lightning keeps the first `save_top_k` models whatever their score (a NaN score counts as the worst),
-    so a diverged first epoch would otherwise become `best_model_path`. `last.ckpt` is still written,
-    after every validation: it is the state to resume from, not a model to use.
+    so a diverged first epoch would otherwise become `best_model_path`. `last.ckpt` is written after
+    every epoch whose weights are finite: it is the state to resume from, not a model to use.
     """
 
     def check_monitor_top_k(self, trainer, current: torch.Tensor | None = None) -> bool:
@@ -49,7 +49,8 @@ class FiniteModelCheckpoint(ModelCheckpoint):
 
     def _save_stale_last(self, trainer, at_train_epoch_end: bool) -> None:
         if (self.save_last and not self._should_skip_saving_checkpoint(trainer)
-                and self._should_save_on_train_epoch_end(trainer) == at_train_epoch_end):
+                and self._should_save_on_train_epoch_end(trainer) == at_train_epoch_end
+                and not has_nonfinite_parameters(trainer.lightning_module)):  # nothing to resume from
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
