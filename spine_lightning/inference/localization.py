@@ -744,14 +744,14 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
         return Localisation(note="no spine column found: no vertebra is named")
     minima = body_minima(body_profile(hu, line, GRID_MM), GRID_MM)
     fine = body_profile(hu, line, GRID_MM, DISC_SMOOTH_MM)
-    candidates = disc_candidates(fine, GRID_MM)[0]
-    column = (grid, hu, bone, view, line, lateral_parts(bone, line, GRID_MM), candidates)
+    candidates, extent = disc_candidates(fine, GRID_MM)[0], column_extent(bone, line, GRID_MM)
+    column = (grid, hu, bone, view, line, lateral_parts(bone, line, GRID_MM), candidates, extent)
     gaps = np.diff(minima) * GRID_MM
     relative = gaps / np.median(gaps) if len(gaps) else np.zeros(1)
     regular = GAP_RANGE[0] <= relative.min() and relative.max() <= GAP_RANGE[1]
     # the column's period: from the minima when they are regular, else from the profile's rhythm
     # when it is clear, else (a noisy profile) from the minima still
-    period = None if regular else profile_period(fine, column_extent(bone, line, GRID_MM), GRID_MM)
+    period = None if regular else profile_period(fine, extent, GRID_MM)
     period = period or (float(np.median(gaps)) if len(gaps) else None)
     discs = disc_chain(fine, GRID_MM, period)
     on_discs = not minima_clear_of_discs(minima, discs if len(discs) else candidates, GRID_MM)
@@ -776,10 +776,9 @@ def locate_bodies(column: tuple, centres_z: np.ndarray, detector: str, hint: dic
     """Centroids, anchors and names of the bodies centred at slices `centres_z` of the column, and
     whether those bodies could be counted (regularly spaced, covering the column in view).
     `not_named`: the reason why these bodies must not be named, whatever the anchors say."""
-    grid, hu, bone, view, line, lateral, discs = column
+    grid, hu, bone, view, line, lateral, discs, extent = column
     if len(centres_z) == 0:
         return Localisation(note="no vertebral body found: no vertebra is named"), False
-    extent = column_extent(bone, line, GRID_MM)
     found = centres_z
     nominal = with_partial_ends(found, extent, discs)  # may lie past the scan's ends
     centres_z = np.clip(nominal, 0, hu.shape[0] - 1)
