@@ -377,3 +377,19 @@ def test_a_scan_cut_through_a_vertebra_gets_no_band_along_its_cut_face():
     for axis, i in cut:
         extra = np.take(pred, i, axis=axis) & ~np.take(ref, i, axis=axis)
         assert extra.sum() < 0.5 * np.take(ref, i, axis=axis).sum(), f"band along face {axis}/{i}"
+
+
+def test_test_time_mirroring_is_symmetric_and_changes_an_asymmetric_network():
+    """Mirrored crop in, mirrored probability out: with `mirror_lr` the answer cannot depend on
+    which side is which, and an untrained (asymmetric) network shows that it did without."""
+    from spine_lightning.inference.segment import crop_probability
+    from spine_lightning.models import GCNResidualFCN
+
+    torch.manual_seed(0)
+    net = GCNResidualFCN(width=2, levels=3, kernel=3, gcn_kernel=5, norm="instance").eval()
+    x = torch.rand(1, 1, 16, 24, 20)
+    plain, flipped = crop_probability(net, x), crop_probability(net, x.flip(-1))
+    assert not torch.allclose(plain, flipped.flip(-1), atol=1e-4)  # the network alone is not symmetric
+    mirrored = crop_probability(net, x, mirror_lr=True)
+    assert torch.allclose(mirrored, crop_probability(net, x.flip(-1), mirror_lr=True).flip(-1), atol=1e-6)
+    assert torch.allclose(mirrored, 0.5 * (plain + flipped.flip(-1)), atol=1e-6)

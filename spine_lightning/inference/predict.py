@@ -83,7 +83,7 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
     timings["localise_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    pred = predict_levels(module, scan, centres)
+    pred = predict_levels(module, scan, centres, mirror_lr=bool(cfg.get("mirror_lr", True)))
     timings["predict_s"] = time.perf_counter() - t
 
     case = case_name(path)

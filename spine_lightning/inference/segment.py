@@ -62,11 +62,23 @@ def keep_largest_component(labels: np.ndarray, best: np.ndarray, value: int) -> 
 
 
 @torch.no_grad()
-def foreground_probability(module, image: sitk.Image, frame: dict, window_hu) -> sitk.Image:
+def crop_probability(module, x: torch.Tensor, mirror_lr: bool = False) -> torch.Tensor:
+    """P(vertebra) [z, y, x] of one windowed crop x [1, 1, z, y, x].
+
+    `mirror_lr`: also segment the left-right mirrored crop (training mirrors crops too) and average
+    the two, nnU-Net's test-time mirroring restricted to the one axis that training mirrors.
+    """
+    prob = torch.softmax(module(x), dim=1)[0, 1]
+    if mirror_lr:  # X (right -> left) is the last axis of [z, y, x]
+        prob = 0.5 * (prob + torch.softmax(module(x.flip(-1)), dim=1)[0, 1].flip(-1))
+    return prob
+
+
+def foreground_probability(module, image: sitk.Image, frame: dict, window_hu, mirror_lr: bool = False) -> sitk.Image:
     """P(vertebra) on the crop frame, as a float32 SimpleITK image with the frame's geometry."""
     hu = crop_ct(image, frame, outside="repeat")
     x = torch.from_numpy(window(hu, *window_hu))[None, None].to(module.device)
-    prob = torch.softmax(module(x), dim=1)[0, 1].float().cpu().numpy()
+    prob = crop_probability(module, x, mirror_lr).float().cpu().numpy()
     out = sitk.GetImageFromArray(prob)
     out.SetOrigin(frame["origin"])
     out.SetSpacing(frame["spacing"])
@@ -75,10 +87,11 @@ def foreground_probability(module, image: sitk.Image, frame: dict, window_hu) ->
 
 
 def predict_levels(
-    module, image: sitk.Image | Scan, centres: dict[str, tuple[float, float, float]]
+    module, image: sitk.Image | Scan, centres: dict[str, tuple[float, float, float]], mirror_lr: bool = False
 ) -> Prediction:
     """Segment every level in `centres` (level name → physical centroid, mm) onto `image`'s grid.
     Unnamed vertebrae ('vertebra1', ...) are written as 101, 102, ... (`labels.label_value`).
+    `mirror_lr`: test-time mirroring (see `foreground_probability`), twice the network's time.
 
     Only the part of the scan under each crop is read (see `scan.Scan`).
     """
@@ -94,7 +107,7 @@ def predict_levels(
         if region is None:
             continue
         start, size = region
-        prob_img = foreground_probability(module, scan.region(start, size), frame, prep["window_hu"])
+        prob_img = foreground_probability(module, scan.region(start, size), frame, prep["window_hu"], mirror_lr)
         on_grid = sitk.Resample(
             prob_img,
             scan.grid(start, size),
