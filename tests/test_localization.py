@@ -35,7 +35,9 @@ def test_phantom_lumbar_levels_found_and_named(seed):
     for level, centre in loc.centres.items():
         nearest = min(truth, key=lambda t: np.linalg.norm(np.subtract(truth[t], centre)))
         assert nearest == level, (level, nearest)
-    assert max(errors[lv] for lv in ("L2", "L3", "L4", "L5")) <= 4.0, errors
+    # within a quarter of the spacing of the vertebrae: on its own vertebra, well inside the crop
+    spacing = np.median(np.diff(sorted(c[2] for c in truth.values())))
+    assert max(errors[lv] for lv in ("L2", "L3", "L4", "L5")) <= 0.25 * spacing, errors
 
 
 def test_real_lumbar_ct_named_from_the_sacrum():

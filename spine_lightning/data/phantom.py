@@ -6,8 +6,9 @@ ribs on the thoracic vertebrae and iliac wings beside the sacrum (bone, label 0:
 `inference.localization`);
 vertebral bodies with a cortical shell and a cancellous core, posterior elements (pedicles, lamina,
 spinous, transverse and articular processes), thin intervertebral discs so that neighbours nearly
-touch, soft tissue, fat and air. Size, tilt, lordotic curvature and position vary per subject; the
-volume has anisotropic spacing, partial-volume blur and scanner noise. Labels use VerSe numbering.
+touch, soft tissue, fat and air. Size, lordotic curvature (each vertebra tilted along it, S1 by the
+sacral slope), tilt and position vary per subject; the volume has anisotropic spacing,
+partial-volume blur and scanner noise. Labels use VerSe numbering.
 Everything is deterministic from the seed.
 
 Coordinates are physical millimetres in SimpleITK's LPS frame: x to the patient's left, y to the
@@ -27,6 +28,11 @@ from spine_lightning.data.labels import VERSE_LABELS
 STACK = ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1")  # top to bottom (the default spec's)
 _SIZE_INDEX = {"T10": -2, "T11": -1, "T12": 0, "L1": 1, "L2": 2, "L3": 3, "L4": 4, "L5": 5, "L6": 5.5, "S1": 6}
 AIR_HU, FAT_HU, SOFT_HU, DISC_HU = -1000.0, -100.0, 40.0, 80.0
+# Part of the cache key: change it when the images change (2: each vertebra tilts with the curve,
+# not against it; S1 by the sacral slope on top; the curve straight above L1; sacral alae beside
+# the body, not behind it; the ilia stand upright).
+PHANTOM_VERSION = 2
+LORDOSIS_TOP_MM = 60.0  # above the apex (L3): about where L1 sits
 
 
 @dataclass(frozen=True)
@@ -81,18 +87,24 @@ def _vertebra_layout(rng: np.random.Generator, disc_mm=(1.8, 3.5), stack=STACK, 
         if layout:
             prev = layout[-1]
             z = prev["centre"][2] + prev["height"] / 2 + prev["disc"] + height / 2
-        y = y0 + lordosis * (z - z_mid) ** 2
-        slope_y = 2 * lordosis * (z - z_mid)
-        x = x0 + coronal * (z - z_mid) ** 2
-        slope_x = 2 * coronal * (z - z_mid)
-        rx = np.arctan(slope_y) + rng.normal(0, 0.04) + (0.45 if sacrum else 0.0)
-        ry = -np.arctan(slope_x) + rng.normal(0, 0.03)
+        # the lordotic curve (apex at L3) ends at L1: above it the column goes on straight
+        zc = min(z - z_mid, LORDOSIS_TOP_MM)
+        y = y0 + lordosis * zc * (2 * (z - z_mid) - zc)
+        slope_y = 2 * lordosis * zc
+        x = x0 + coronal * zc * (2 * (z - z_mid) - zc)
+        slope_x = 2 * coronal * zc
+        # Each vertebra's axis follows the curve (its tangent); S1 leans forward further, by the
+        # sacral slope (its upper endplate faces forward and up, 30-50 degrees off the axial plane).
+        tilt_x = rng.normal(0, 0.04)
+        rx = -np.arctan(slope_y) + tilt_x + (0.45 if sacrum else 0.0)
+        ry = np.arctan(slope_x) + rng.normal(0, 0.03)
         rz = rng.normal(0, 0.04)
         layout.append(
             dict(
                 name=name,
                 centre=np.array([x, y, z]),
                 rot=_rotation(rx, ry, rz),
+                pelvis_rot=_rotation(tilt_x, ry, rz),  # the pelvis stands upright, whatever the sacral slope
                 height=height,
                 disc=disc,
                 half_w=half_w,
@@ -138,10 +150,14 @@ def _vertebra_parts(u, v, w, vert: dict) -> tuple[np.ndarray, np.ndarray, np.nda
     )
     tp_len = (32.0 if vert["sacrum"] else 21.0) * s
     tp_u0 = canal_u + 3.0 * s
+    # transverse processes behind the body; the sacral alae are wings from the body's sides back
+    # to the sacral canal, level with the body
+    v0, v1 = (-0.4 * b, vc + 3.0) if vert["sacrum"] else (vc - 5.0, vc + 3.0)
+    half_h = 0.45 * h if vert["sacrum"] else 4.5 * s
     transverse = (
         (np.abs(u) >= tp_u0)
         & (np.abs(u) <= tp_u0 + tp_len)
-        & (((v - vc + 1.0) / 4.0) ** 2 + ((w - 0.05 * h) / (4.5 * s if not vert["sacrum"] else 0.45 * h)) ** 2 <= 1)
+        & (((v - (v0 + v1) / 2) / ((v1 - v0) / 2)) ** 2 + ((w - 0.05 * h) / half_h) ** 2 <= 1)
     )
     # Articular processes: the superior ones (lateral) reach up to the inferior ones (medial) of
     # the vertebra above, leaving a joint gap of about 1.5 mm.
@@ -154,37 +170,37 @@ def _vertebra_parts(u, v, w, vert: dict) -> tuple[np.ndarray, np.ndarray, np.nda
     return body, cortex, posterior
 
 
-def _ribs_and_ilia(u, v, w, vert: dict, pelvis: bool) -> np.ndarray:
-    """Bone beside a vertebra that is not part of it (label 0): a pair of ribs from just beyond the
-    transverse processes' tips, sloping down and curving forward (short, like floating ribs T11-T12);
-    iliac wings beside the sacrum, a plate running forward-outward from the SI joint gap."""
+def _ribs(u, v, w, vert: dict) -> np.ndarray:
+    """A pair of ribs beside a vertebra (label 0): from just beyond the transverse processes' tips,
+    sloping down and curving forward (short, like floating ribs T11-T12)."""
     s, h, b = vert["scale"], vert["height"], vert["half_d"]
     canal_u, canal_v = 10.5 * s, 8.0 * s
     vc = 0.72 * b + canal_v - 1.0
-    out = np.zeros(u.shape, bool)
-    if vert.get("ribs"):
-        u0 = canal_u + 3.0 * s + 21.0 * s + 4.0  # beyond the transverse process's tip, a joint gap
-        big_a, big_b = 78.0 * s, 55.0 * s
-        v_mid = vc + 6.0 * s - big_b * np.sqrt(1 - (u0 / big_a) ** 2)  # the ellipse passes by the tip
-        e = np.sqrt((u / big_a) ** 2 + ((v - v_mid) / big_b) ** 2)
-        w_rib = 0.05 * h - 0.12 * np.maximum(np.abs(u) - u0, 0)  # sloping down outwards
-        out |= (
-            (np.abs(e - 1.0) * big_b <= 3.5 * s)
-            & (np.abs(w - w_rib) <= 4.5 * s)
-            & (np.abs(u) >= u0)
-            & (v >= v_mid - 0.35 * big_b)
-        )
-    if vert["sacrum"] and pelvis:
-        u0 = canal_u + 3.0 * s + 32.0 * s + 3.0  # beyond the alae, the SI joint gap
-        v_plate = vc - 0.6 * (np.abs(u) - u0)
-        out |= (
-            (np.abs(u) >= u0)
-            & (np.abs(u) <= u0 + 60.0 * s)
-            & (np.abs(v - v_plate) <= 6.0 * s)
-            & (w >= -0.9 * h)
-            & (w <= h / 2 + 18.0 * s)
-        )
-    return out
+    u0 = canal_u + 3.0 * s + 21.0 * s + 4.0  # beyond the transverse process's tip, a joint gap
+    big_a, big_b = 78.0 * s, 55.0 * s
+    v_mid = vc + 6.0 * s - big_b * np.sqrt(1 - (u0 / big_a) ** 2)  # the ellipse passes by the tip
+    e = np.sqrt((u / big_a) ** 2 + ((v - v_mid) / big_b) ** 2)
+    w_rib = 0.05 * h - 0.12 * np.maximum(np.abs(u) - u0, 0)  # sloping down outwards
+    return (np.abs(e - 1.0) * big_b <= 3.5 * s) & (np.abs(w - w_rib) <= 4.5 * s) & (np.abs(u) >= u0) & (
+        v >= v_mid - 0.35 * big_b
+    )
+
+
+def _ilia(u, v, w, vert: dict) -> np.ndarray:
+    """Iliac wings beside the sacrum (label 0), in the pelvis's own upright frame: a plate running
+    forward-outward from the SI joint gap beyond the alae."""
+    s, h, b = vert["scale"], vert["height"], vert["half_d"]
+    canal_u, canal_v = 10.5 * s, 8.0 * s
+    vc = 0.72 * b + canal_v - 1.0
+    u0 = canal_u + 3.0 * s + 32.0 * s + 3.0  # beyond the alae, the SI joint gap
+    v_plate = vc - 0.6 * (np.abs(u) - u0)
+    return (
+        (np.abs(u) >= u0)
+        & (np.abs(u) <= u0 + 60.0 * s)
+        & (np.abs(v - v_plate) <= 6.0 * s)
+        & (w >= -2.5 * h)  # on down past the scan's lower end, towards the hip joints
+        & (w <= h / 2 + 18.0 * s)
+    )
 
 
 def _smooth_noise(rng: np.random.Generator, shape, sigma: float, coarse: int) -> np.ndarray:
@@ -261,19 +277,28 @@ def make_phantom(seed: int, spec: PhantomSpec = PhantomSpec()) -> tuple[sitk.Ima
         s, h = vert["scale"], vert["height"]
         reach = (60.0 if vert["sacrum"] else 40.0) * s  # transverse processes / sacral alae
         lo, hi = [-reach, -vert["half_d"] - 1, -h / 2 - 9], [reach, 70.0 * s, h / 2 + 9]
-        if vert["ribs"] or (vert["sacrum"] and spec.pelvis):  # ribs / iliac wings beside the vertebra
+        pelvis = vert["sacrum"] and spec.pelvis
+        if vert["ribs"]:
             lo, hi = [-120.0 * s, -55.0 * s, -h / 2 - 30.0 * s], [120.0 * s, 70.0 * s, h / 2 + 24.0 * s]
         box, u, v, w = local_frame(vert, lo, hi)
         body, cortex, posterior = _vertebra_parts(u, v, w, vert)
         region, lab, tex = hu[box], labels[box], texture[box]
         free = lab == 0  # a voxel already claimed by a neighbour keeps its label
-        beside = _ribs_and_ilia(u, v, w, vert, spec.pelvis) & free & ~body & ~posterior
-        region[beside] = posterior_hu + 80.0 * tex[beside]
+        if vert["ribs"]:
+            beside = _ribs(u, v, w, vert) & free & ~body & ~posterior
+            region[beside] = posterior_hu + 80.0 * tex[beside]
         region[body & free] = cancellous_hu + 40.0 * tex[body & free]
         region[cortex & free] = cortical_hu + 60.0 * tex[cortex & free]
         region[posterior & free] = posterior_hu + 80.0 * tex[posterior & free]
         lab[(body | posterior) & free] = VERSE_LABELS[vert["name"]]
         hu[box], labels[box] = region, lab
+        if pelvis:  # after the sacrum, where it leaves room: the ilia are bone beside it, label 0
+            lo, hi = [-120.0 * s, -55.0 * s, -2.5 * h], [120.0 * s, 70.0 * s, h / 2 + 24.0 * s]
+            box, u, v, w = local_frame(dict(vert, rot=vert["pelvis_rot"]), lo, hi)
+            wings = _ilia(u, v, w, vert) & (labels[box] == 0)
+            region = hu[box]
+            region[wings] = posterior_hu + 80.0 * texture[box][wings]
+            hu[box] = region
 
     # Partial volume: blur with the in-plane point spread, then average fine slices into thick ones.
     hu = ndimage.gaussian_filter(hu, sigma=(0.6 * spec.supersample_z / 2, 0.7, 0.7))

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from spine_lightning.core.errors import ConfigError, SpineError
 from spine_lightning.data.file_subject import FileSubject
 from spine_lightning.data.labels import DEFAULT_LEVELS, check_levels, resolve_label_map, totalseg_structure_file
-from spine_lightning.data.phantom import PhantomSpec, make_phantom
+from spine_lightning.data.phantom import PHANTOM_VERSION, PhantomSpec, make_phantom
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class PhantomSubject:
         return make_phantom(self.seed, self.spec)
 
     def cache_key(self) -> str:
-        return f"phantom:{self.seed}:{self.spec}"
+        return f"phantom:v{PHANTOM_VERSION}:{self.seed}:{self.spec}"
 
 
 def phantom_subjects(num_train: int = 12, num_val: int = 2, num_test: int = 4, seed: int = 0,

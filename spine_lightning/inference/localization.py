@@ -40,6 +40,7 @@ BONE_HU = 150.0
 CANCELLOUS_HU = 110.0
 SOFT_TISSUE_MAX_HU = 60.0
 BODY_RADIUS_MM = 8.0  # the profile cylinder: inside the cancellous core of every lumbar body
+AXIS_SMOOTH_MM = 15.0  # the column's axis: the centre line smoothed over about half a vertebra
 OWN_RADIUS_MM = 14.0  # bone meeting a disk this wide on the centre line is the body's: it reaches the
 # cortex when the core is too dark to be bone and its ring is not closed in the section
 MIN_BODY_GAP_MM = 18.0
@@ -210,17 +211,34 @@ def column_centre_line(bone: np.ndarray, body: np.ndarray, spacing: float) -> np
     return np.stack([ndimage.gaussian_filter1d(line[:, i] * weights, 5.0 / spacing) / w for i in (0, 1)], 1)
 
 
-def body_profile(hu: np.ndarray, line: np.ndarray, spacing: float, smooth_mm: float = 4.0) -> np.ndarray:
-    """Smoothed mean HU of a thin cylinder along the centre line: low in the bodies' cores and discs.
+def disk_offsets(line: np.ndarray, spacing: float) -> np.ndarray:
+    """(z, k, 3) index offsets of a disk of radius BODY_RADIUS_MM per slice, in the plane across the
+    column's axis there (not the axial plane): a disc tilted by the lordosis (20-30 degrees at L5-S1)
+    is then crossed at once, not smeared over several slices with both endplates in each."""
+    axis = ndimage.gaussian_filter1d(line, AXIS_SMOOTH_MM / spacing, axis=0)  # over a body's staircase
+    t = np.stack([np.ones(len(line)), np.gradient(axis[:, 0]), np.gradient(axis[:, 1])], 1)  # (z, y, x)
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    e1 = np.array([0.0, 0.0, 1.0]) - t[:, 2:3] * t  # left-right, made square to the axis
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = np.cross(t, e1)
+    r = BODY_RADIUS_MM / spacing
+    u, v = np.mgrid[-int(r) : int(r) + 1, -int(r) : int(r) + 1].reshape(2, -1)
+    keep = u**2 + v**2 <= r**2
+    u, v = u[keep].astype(float), v[keep].astype(float)
+    return u[None, :, None] * e1[:, None, :] + v[None, :, None] * e2[:, None, :]
 
-    Slices at either end of the scan where the cylinder holds no bone at all (soft tissue beyond
+
+def body_profile(hu: np.ndarray, line: np.ndarray, spacing: float, smooth_mm: float = 4.0) -> np.ndarray:
+    """Smoothed mean HU of a thin disk across the column at each slice's point of the centre line:
+    low in the bodies' cores and discs.
+
+    Slices at either end of the scan where the disk holds no bone at all (soft tissue beyond
     the ends of the column) count as high, like discs, so the last body before them is a minimum.
     """
-    radius = BODY_RADIUS_MM / spacing
-    yy, xx = np.mgrid[: hu.shape[1], : hu.shape[2]]
-    prof = np.array(
-        [hu[z][(yy - line[z, 0]) ** 2 + (xx - line[z, 1]) ** 2 <= radius**2].mean() for z in range(hu.shape[0])]
-    )
+    z = np.arange(hu.shape[0], dtype=float)
+    centres = np.stack([z, line[:, 0], line[:, 1]], 1)[:, None, :] + disk_offsets(line, spacing)
+    prof = ndimage.map_coordinates(hu, centres.reshape(-1, 3).T, order=1, mode="nearest")
+    prof = prof.reshape(centres.shape[:2]).mean(axis=1)
     soft = prof < SOFT_TISSUE_MAX_HU
     if soft.any() and not soft.all():  # only the runs that reach the ends of the scan
         first, last = np.argmin(soft), len(soft) - np.argmin(soft[::-1])
@@ -286,7 +304,8 @@ def disc_chain(prof: np.ndarray, spacing: float, period_mm: float | None) -> np.
     consecutive gaps are a body apart (DISC_GAP_MM) and change slowly (DISC_GAP_RATIO), so a dip
     inside a body (a vein, noise) cannot join it without breaking the rhythm. `period_mm`: the
     column's period (`profile_period`, or the spacing of regular core profile minima): the chain's
-    spacing must match it, or a chain that skips every other thin disc would pass. None: no chain."""
+    spacing must match it, or a chain that skips every other thin disc would pass. None: no chain.
+    A chain needs three discs at least: two gaps that agree."""
     z, depth = disc_candidates(prof, spacing)
     depth = 1.0 + np.minimum(depth, DISC_DEPTH_CAP_HU) / DISC_DEPTH_CAP_HU  # more discs first, deeper second
     lo, hi = DISC_GAP_MM[0] / spacing, DISC_GAP_MM[1] / spacing
@@ -311,7 +330,7 @@ def disc_chain(prof: np.ndarray, spacing: float, period_mm: float | None) -> np.
         key = back[key]
     chain = np.array(sorted(chain), dtype=int)
     gaps = np.diff(chain) * spacing
-    if len(gaps) == 0:
+    if len(gaps) < 2:  # one gap has no rhythm to check: it may span two thin discs' bodies
         return np.array([], dtype=int)
     median = float(np.median(gaps))
     if (gaps.max() > DISC_GAP_RATIO * median or gaps.min() < median / DISC_GAP_RATIO
@@ -342,6 +361,17 @@ def bodies_between_discs(discs: np.ndarray, n_slices: int) -> np.ndarray:
     below, above = discs[0] - (discs[1] - discs[0]) // 2, discs[-1] + (discs[-1] - discs[-2]) // 2
     middle = [(a + b) // 2 for a, b in zip(discs, discs[1:], strict=False)]
     return np.array(([below] if below >= 0 else []) + middle + ([above] if above < n_slices else []), dtype=int)
+
+
+def skipping_none(chain: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """The disc chain, or none when it skips discs: a chain at twice a thin-disc column's period
+    (its period misjudged) puts bodies on the discs it left out, and every name counted from it is
+    wrong. A disc candidate off the chain at most bodies between its discs means that."""
+    off_chain = np.array([c for c in candidates if np.min(np.abs(chain - c), initial=99) > 2])
+    middles = np.array([(a + b) // 2 for a, b in zip(chain, chain[1:], strict=False)])
+    if len(middles) and len(off_chain) and not minima_clear_of_discs(middles, off_chain, GRID_MM):
+        return np.array([], dtype=int)
+    return chain
 
 
 def minima_clear_of_discs(minima: np.ndarray, discs: np.ndarray, spacing: float) -> bool:
@@ -753,7 +783,7 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
     # when it is clear, else (a noisy profile) from the minima still
     period = None if regular else profile_period(fine, extent, GRID_MM)
     period = period or (float(np.median(gaps)) if len(gaps) else None)
-    discs = disc_chain(fine, GRID_MM, period)
+    discs = skipping_none(disc_chain(fine, GRID_MM, period), candidates)
     on_discs = not minima_clear_of_discs(minima, discs if len(discs) else candidates, GRID_MM)
     loc = None
     if len(minima) and not on_discs:
