@@ -3,8 +3,8 @@
 1. Resample the CT onto a coarse canonical grid (2 mm, identity direction: z foot→head).
 2. Spine column: the bone that persists over most axial slices; tracked slice by slice and
    smoothed along z into a centre line through the vertebral bodies.
-3. Vertebral bodies: along the centre line, the mean HU of a thin cylinder (the core profile)
-   dips at each disc, narrowly, between two dense endplates, and in an osteoporotic body's core,
+3. Vertebral bodies: along the centre line, the mean HU of a thin disk across the column's axis
+   (the core profile) dips at each disc, narrowly, between two dense endplates, and in an osteoporotic body's core,
    broadly. The minima of the smoothed profile are the body centres, unless they sit on discs
    (dense cores and thick discs: the minima are then the discs, half a vertebra off). When they do,
    or cannot be counted, the bodies lie half way between the discs: the narrow dips that form a
@@ -39,7 +39,7 @@ GRID_MM = 2.0
 BONE_HU = 150.0
 CANCELLOUS_HU = 110.0
 SOFT_TISSUE_MAX_HU = 60.0
-BODY_RADIUS_MM = 8.0  # the profile cylinder: inside the cancellous core of every lumbar body
+BODY_RADIUS_MM = 8.0  # the profile disk: inside the cancellous core of every lumbar body
 AXIS_SMOOTH_MM = 15.0  # the column's axis: the centre line smoothed over about half a vertebra
 OWN_RADIUS_MM = 14.0  # bone meeting a disk this wide on the centre line is the body's: it reaches the
 # cortex when the core is too dark to be bone and its ring is not closed in the section
