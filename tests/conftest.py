@@ -13,6 +13,13 @@ DEFAULT_MODEL = BUNDLED_MODEL
 DATA = Path(__file__).resolve().parent / "data"
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_MODE", "offline")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel workers share the cores: one thread each (and in the entry points they start) instead
+    # of every worker's torch and BLAS spinning threads on every core.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
