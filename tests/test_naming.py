@@ -8,6 +8,7 @@ import SimpleITK as sitk
 from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES, label_value
+from spine_lightning.data.oblique import lying_obliquely
 from spine_lightning.data.phantom import PhantomSpec, make_phantom
 from spine_lightning.inference.localization import localize
 from spine_lightning.inference.preview import write_preview
@@ -289,3 +290,49 @@ def test_a_body_with_a_dark_core_still_owns_its_bone():
     bone[:, (r >= 5) & (r <= 6.5) & (yy < 34)] = True  # a cortical ring (2 mm voxels), open at the back
     bone[:, 26:30, 14:36] = bone[:, 26:30, 45:67] = True  # alae from the ring, reaching 52 mm to either side
     assert attached_half_width(bone, (4, 30, 40), 2.0) >= 50.0
+
+
+@pytest.mark.parametrize("lean_deg", [15.0, -15.0])
+def test_a_patient_lying_obliquely_is_turned_upright_and_named_right(lean_deg):
+    """The whole phantom leaning forwards or backwards in the scanner: the localiser stands the
+    column upright, names it from both anchors, and turns the centres back onto the scan's anatomy."""
+    upright = make_phantom(1206, PhantomSpec(disc_mm=(4.0, 10.0)))
+    assert localize(upright[0]).anchor.startswith("sacrum and T12")  # named from both anchors when upright
+    image, label = lying_obliquely(*upright, lean_deg, 0.0)
+    loc = localize(image)
+    assert loc.named and loc.anchor.startswith("sacrum and T12"), loc.note
+    assert abs(loc.report()["column_turned_upright_deg"]) > 5.0  # it was turned, and the report says so
+    truth = _truth(label)
+    assert {"L1", "L2", "L3", "L4", "L5"} <= set(loc.centres) and _wrong_names(loc.centres, truth) == []
+    spacing = np.linalg.norm(np.subtract(truth["L3"], truth["L4"]))
+    assert max(np.linalg.norm(np.subtract(loc.centres[k], truth[k])) for k in ("L2", "L3", "L4")) < 0.25 * spacing
+
+
+def test_the_real_ct_leaning_20_degrees_gets_no_wrong_name():
+    """Turned upright, the real CT's L5 (transverse processes against the iliac crests) looked like
+    a sacrum with the true S1 one body below it: named one level low until such a doubt, with no T12
+    to settle it, left the scan unnamed."""
+    image, label = lying_obliquely(sitk.ReadImage(str(REAL / "lumbar_ct_3mm.nii.gz")),
+                                   sitk.ReadImage(str(REAL / "lumbar_ct_3mm_vertebrae.nii.gz")), 20.0, 0.0)
+    truth = {TOTALSEG_IDS[v]: c for v, c in label_centroids(label).items() if v in TOTALSEG_IDS}
+    loc = localize(image)
+    lumbar = {k: v for k, v in loc.centres.items() if k in truth and k != "S1"}
+    assert set(loc.centres) <= set(truth) and _wrong_names(lumbar, truth) == [], loc.note
+
+
+def test_a_body_like_s1_just_below_the_sacrum_puts_it_in_doubt():
+    from spine_lightning.inference.localization import sacrum_in_doubt
+
+    ev = [dict(cut=False, ilia=True)] * 2 + [dict(cut=False, ilia=False)] * 3
+    assert sacrum_in_doubt(1, ev, [0.0, 30.0, 60.0, 90.0, 120.0]) == 0
+    assert sacrum_in_doubt(1, ev, [-60.0, 30.0, 60.0, 90.0, 120.0]) is None  # far below: not a neighbour
+    assert sacrum_in_doubt(1, [dict(cut=True, ilia=True)] + ev[1:], [0.0, 30.0, 60.0, 90.0, 120.0]) is None
+    assert sacrum_in_doubt(0, ev, [0.0, 30.0, 60.0, 90.0, 120.0]) is None
+
+
+def test_no_body_is_placed_past_the_column_s_last_endplate():
+    from spine_lightning.inference.localization import bodies_between_discs
+
+    discs = np.array([10, 25, 40, 55])
+    np.testing.assert_array_equal(bodies_between_discs(discs, (2, 63)), [3, 17, 32, 47, 62])
+    np.testing.assert_array_equal(bodies_between_discs(discs, (11, 54)), [17, 32, 47])  # bone ends at the end dips

@@ -1,6 +1,7 @@
 """Weight-free localisation and naming of lumbar vertebrae in a whole CT.
 
-1. Resample the CT onto a coarse canonical grid (2 mm, identity direction: z foot→head).
+1. Resample the CT onto a coarse canonical grid (2 mm, identity direction: z foot→head); a column
+   leaning forwards or backwards (a patient lying obliquely) is turned upright first.
 2. Spine column: the bone that persists over most axial slices; tracked slice by slice and
    smoothed along z into a centre line through the vertebral bodies.
 3. Vertebral bodies: along the centre line, the mean HU of a thin disk across the column's axis
@@ -18,7 +19,8 @@
      not a tall plate (an ilium), with no rib-free body above it and a rib-free body below it.
 5. Naming: counted from the anchor(s) (S1, L5 ... L1, T12 ... bottom up). Both anchors in view
    must agree (T12 six bodies above S1); a rib-free body where T12 should be (a sixth lumbar
-   vertebra, or T12 without ribs) or ribs on a body counted as lumbar leave every body unnamed.
+   vertebra, or T12 without ribs) or ribs on a body counted as lumbar leave every body unnamed, and
+   so does a sacrum with a body like it just below (S1 in doubt) unless T12 confirms the count.
    A user's hint (`lowest_level`, `levels_in_view`) names the bodies when no anchor contradicts it.
    A body cut by the scan's edge is named by the count only when it keeps the column's rhythm.
    Unnamed bodies are still returned (bottom up) so that they can be segmented.
@@ -40,6 +42,7 @@ BONE_HU = 150.0
 CANCELLOUS_HU = 110.0
 SOFT_TISSUE_MAX_HU = 60.0
 BODY_RADIUS_MM = 8.0  # the profile disk: inside the cancellous core of every lumbar body
+COLUMN_TILT_DEG = 5.0  # a column leaning more than this (a patient lying obliquely) is turned upright first
 AXIS_SMOOTH_MM = 15.0  # the column's axis: the centre line smoothed over about half a vertebra
 OWN_RADIUS_MM = 14.0  # bone meeting a disk this wide on the centre line is the body's: it reaches the
 # cortex when the core is too dark to be bone and its ring is not closed in the section
@@ -97,11 +100,13 @@ class Localisation:
     confidence: str = "none"  # "high" (two anchors agree), "moderate" (one anchor), "user" (hint)
     note: str = ""
     body_detector: str = ""  # how the bodies were placed: "between discs" or "core profile minima"
+    turned_upright_deg: float = 0.0  # the column's lean in the sagittal plane, turned out first (0: upright)
 
     def report(self) -> dict:
         return dict(
             method="weight-free (bone column, discs and core profile; sacrum and rib (T12) anchors)",
             bodies_placed=self.body_detector,
+            column_turned_upright_deg=round(self.turned_upright_deg, 1),
             named=self.named,
             note=self.note,
             anchor=self.anchor,
@@ -128,9 +133,11 @@ def canonical_grid(image: sitk.Image | Scan, spacing: float = GRID_MM) -> sitk.I
     return canonical_grid_and_view(image, spacing)[0]
 
 
-def canonical_grid_and_view(image: sitk.Image | Scan, spacing: float = GRID_MM) -> tuple[sitk.Image, np.ndarray]:
+def canonical_grid_and_view(image: sitk.Image | Scan, spacing: float = GRID_MM,
+                            turn: sitk.Transform | None = None) -> tuple[sitk.Image, np.ndarray]:
     """The CT on an identity-direction grid covering its physical extent (array [z, y, x]), and
     where the scan covers that grid (a box around an oblique scan holds corners it never saw).
+    `turn`: the grid's points are mapped by it into the CT (the CT turned, e.g. `column_upright`).
 
     Built slab by slab: each slab of the scan fills the grid points that fall inside it, so only
     one slab of the full-resolution scan is in memory at a time.
@@ -144,7 +151,7 @@ def canonical_grid_and_view(image: sitk.Image | Scan, spacing: float = GRID_MM) 
         part = sitk.Resample(
             slab,
             n,
-            sitk.Transform(),
+            turn or sitk.Transform(),
             sitk.sitkLinear,
             lo.tolist(),
             [spacing] * 3,
@@ -353,14 +360,16 @@ def profile_period(prof: np.ndarray, extent: tuple[int, int], spacing: float) ->
     return float(best * spacing) if best is not None and ac[best] >= PERIOD_MIN_CORRELATION else None
 
 
-def bodies_between_discs(discs: np.ndarray, n_slices: int) -> np.ndarray:
+def bodies_between_discs(discs: np.ndarray, extent: tuple[int, int]) -> np.ndarray:
     """Body centre slices: half way between consecutive discs, and one body beyond each end disc
-    (half the neighbouring gap away) while that is inside the scan."""
+    (half the neighbouring gap away) where the column's bone goes on past that disc: a dip at the
+    end of the column (its last endplate against soft tissue or the scan's edge) is no disc."""
     if len(discs) < 2:
         return np.array([], dtype=int)
     below, above = discs[0] - (discs[1] - discs[0]) // 2, discs[-1] + (discs[-1] - discs[-2]) // 2
     middle = [(a + b) // 2 for a, b in zip(discs, discs[1:], strict=False)]
-    return np.array(([below] if below >= 0 else []) + middle + ([above] if above < n_slices else []), dtype=int)
+    return np.array(([below] if extent[0] < discs[0] - 1 else []) + middle
+                    + ([above] if extent[1] > discs[-1] + 1 else []), dtype=int)
 
 
 def skipping_none(chain: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -527,6 +536,20 @@ def find_sacrum(evidence: list[dict], widths: list[float]) -> int | None:
     return None
 
 
+def sacrum_in_doubt(sacrum: int | None, evidence: list[dict], centres_z_mm: list[float] | None) -> int | None:
+    """An uncut body between the iliac wings within a body spacing below the sacrum found (its index),
+    or None. S1 is the last body above the pelvis's floor that the alae reach from; a body like it
+    just below means the one taken for S1 may be L5 (its transverse processes against the iliac
+    crests; seen on a real CT turned upright) or the body below is S2: unless T12 confirms the
+    count, not counted."""
+    if sacrum is None or centres_z_mm is None:
+        return None
+    gaps = uncut_gaps(centres_z_mm, evidence)
+    reach = GAP_RANGE[1] * float(np.median(gaps)) if gaps else 0.0
+    return next((k for k in range(sacrum - 1, -1, -1) if not evidence[k]["cut"] and evidence[k]["ilia"]
+                 and centres_z_mm[sacrum] - centres_z_mm[k] <= reach), None)
+
+
 def find_t12(evidence: list[dict]) -> int | None:
     """Index of T12, the lowest rib-bearing vertebra: uncut, ribs on both sides, a rib-free body
     (no bone beside it on either side) just below it, and no rib-free body above it."""
@@ -659,6 +682,11 @@ def name_bodies(evidence: list[dict], widths: list[float], hint: dict | None = N
     if spacing:
         out.update(reason=spacing, irregular=True)
         return out
+    below = sacrum_in_doubt(sacrum, evidence, centres_z_mm)
+    if below is not None and (t12 is None or t12 - sacrum != T12_ABOVE_S1):  # T12 in its place settles it
+        out["reason"] = (f"body {below + 1}, a body spacing below the one taken for the sacrum (body {sacrum + 1}), "
+                         "also lies between the iliac wings: which of them is S1 is not clear")
+        return out
     if sacrum is None and any(ev["ilia"] and not ev["cut"] and ev["scan_below_mm"] >= SACRUM_SCAN_BELOW_MM
                               for ev in evidence):
         # the pelvis and the scan below it are in view, so the sacrum should be too: unrecognised,
@@ -772,6 +800,48 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
     line = column_centre_line(bone, hu > -400, GRID_MM)
     if line is None:
         return Localisation(note="no spine column found: no vertebra is named")
+    upright = column_upright(line, column_extent(bone, line, GRID_MM), grid)
+    if upright is None:
+        return localize_on_grid(grid, hu, bone, line, view, hint)
+    # A patient lying obliquely: the analysis runs on the CT turned so that the column stands
+    # upright (the anchors look along the body's axis), and its points are turned back.
+    grid, view = canonical_grid_and_view(image, turn=upright)
+    hu = sitk.GetArrayFromImage(grid)
+    bone = bone_mask(hu)
+    line = column_centre_line(bone, hu > -400, GRID_MM)
+    if line is None:
+        return Localisation(note="no spine column found: no vertebra is named")
+    loc = localize_on_grid(grid, hu, bone, line, view, hint)
+    loc.bodies_mm = [upright.TransformPoint(p) for p in loc.bodies_mm]
+    loc.centres = {k: upright.TransformPoint(p) for k, p in loc.centres.items()}
+    loc.turned_upright_deg = float(np.degrees(-upright.GetAngleX()))
+    return loc
+
+
+def column_upright(line: np.ndarray, extent: tuple[int, int], grid: sitk.Image) -> sitk.Transform | None:
+    """The rotation about the left-right axis (through the column's middle) that stands a column
+    leaning forwards or backwards upright, as a resampling transform from the upright grid to the
+    CT; None when it leans less than COLUMN_TILT_DEG. The lean is that of the straight line fitted
+    to the centre line's depth in view (the lordosis curves about it). A sideways lean is left: the
+    centre line's left-right position follows any bone beside the body, so it is not measured
+    well enough to turn by."""
+    z = np.arange(extent[0], extent[1] + 1)
+    if len(z) < 10:
+        return None
+    lean = float(np.arctan(np.polyfit(z, line[z, 0], 1)[0]))  # grid spacing is isotropic
+    if abs(np.degrees(lean)) < COLUMN_TILT_DEG:
+        return None
+    middle = (z[0] + z[-1]) / 2
+    rotation = sitk.Euler3DTransform()
+    rotation.SetCenter(grid.TransformContinuousIndexToPhysicalPoint(
+        [float(np.interp(middle, z, line[z, 1])), float(np.interp(middle, z, line[z, 0])), middle]))
+    rotation.SetRotation(-lean, 0.0, 0.0)
+    return rotation
+
+
+def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: np.ndarray, view: np.ndarray,
+                     hint: dict | None) -> Localisation:
+    """`localize` on the canonical grid, the column's centre line found."""
     minima = body_minima(body_profile(hu, line, GRID_MM), GRID_MM)
     fine = body_profile(hu, line, GRID_MM, DISC_SMOOTH_MM)
     candidates, extent = disc_candidates(fine, GRID_MM)[0], column_extent(bone, line, GRID_MM)
@@ -791,7 +861,7 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
         if counted:
             return loc
     if len(discs):
-        alt, alt_counted = locate_bodies(column, bodies_between_discs(discs, hu.shape[0]), "between discs", hint)
+        alt, alt_counted = locate_bodies(column, bodies_between_discs(discs, extent), "between discs", hint)
         if alt_counted or loc is None:
             loc = alt
     if loc is None:  # the minima may be discs, half a vertebra off: segmented, never named
