@@ -292,7 +292,7 @@ def test_a_body_with_a_dark_core_still_owns_its_bone():
     assert attached_half_width(bone, (4, 30, 40), 2.0) >= 50.0
 
 
-@pytest.mark.parametrize("lean_deg", [15.0, -15.0])
+@pytest.mark.parametrize("lean_deg", [20.0, -20.0])
 def test_a_patient_lying_obliquely_is_turned_upright_and_named_right(lean_deg):
     """The whole phantom leaning forwards or backwards in the scanner: the localiser stands the
     column upright, names it from both anchors, and turns the centres back onto the scan's anatomy."""
@@ -301,7 +301,7 @@ def test_a_patient_lying_obliquely_is_turned_upright_and_named_right(lean_deg):
     image, label = lying_obliquely(*upright, lean_deg, 0.0)
     loc = localize(image)
     assert loc.named and loc.anchor.startswith("sacrum and T12"), loc.note
-    assert abs(loc.report()["column_turned_upright_deg"]) > 5.0  # it was turned, and the report says so
+    assert abs(loc.report()["column_turned_upright_deg"]) > 10.0  # it was turned, and the report says so
     truth = _truth(label)
     assert {"L1", "L2", "L3", "L4", "L5"} <= set(loc.centres) and _wrong_names(loc.centres, truth) == []
     spacing = np.linalg.norm(np.subtract(truth["L3"], truth["L4"]))

@@ -42,7 +42,7 @@ BONE_HU = 150.0
 CANCELLOUS_HU = 110.0
 SOFT_TISSUE_MAX_HU = 60.0
 BODY_RADIUS_MM = 8.0  # the profile disk: inside the cancellous core of every lumbar body
-COLUMN_TILT_DEG = 5.0  # a column leaning more than this (a patient lying obliquely) is turned upright first
+COLUMN_TILT_DEG = 10.0  # a column leaning more than this (a patient lying obliquely) is turned upright first
 AXIS_SMOOTH_MM = 15.0  # the column's axis: the centre line smoothed over about half a vertebra
 OWN_RADIUS_MM = 14.0  # bone meeting a disk this wide on the centre line is the body's: it reaches the
 # cortex when the core is too dark to be bone and its ring is not closed in the section
