@@ -20,7 +20,8 @@
 5. Naming: counted from the anchor(s) (S1, L5 ... L1, T12 ... bottom up). Both anchors in view
    must agree (T12 six bodies above S1); a rib-free body where T12 should be (a sixth lumbar
    vertebra, or T12 without ribs) or ribs on a body counted as lumbar leave every body unnamed, and
-   so does a sacrum with a body like it just below (S1 in doubt) unless T12 confirms the count.
+   so does a sacrum with a body like it just below (S1 in doubt) unless T12 confirms the count,
+   and a column whose bodies lean more than 5° sideways.
    A user's hint (`lowest_level`, `levels_in_view`) names the bodies when no anchor contradicts it.
    A body cut by the scan's edge is named by the count only when it keeps the column's rhythm.
    Unnamed bodies are still returned (bottom up) so that they can be segmented.
@@ -42,6 +43,7 @@ BONE_HU = 150.0
 CANCELLOUS_HU = 110.0
 SOFT_TISSUE_MAX_HU = 60.0
 BODY_RADIUS_MM = 8.0  # the profile disk: inside the cancellous core of every lumbar body
+SIDEWAYS_LEAN_MAX_DEG = 5.0  # bodies leaning more than this sideways: not named (a real CT at 8-10° was miscounted)
 COLUMN_TILT_DEG = 10.0  # a column leaning more than this (a patient lying obliquely) is turned upright first
 AXIS_SMOOTH_MM = 15.0  # the column's axis: the centre line smoothed over about half a vertebra
 OWN_RADIUS_MM = 14.0  # bone meeting a disk this wide on the centre line is the body's: it reaches the
@@ -590,6 +592,19 @@ def _hint_names(hint: dict | None, n: int) -> tuple[dict[int, str] | None, str]:
     return None, ""
 
 
+def sideways_lean_deg(bodies_mm: list, evidence: list[dict], sacrum: int | None) -> float:
+    """The column's sideways lean (degrees from the head-foot axis): the straight line fitted to the
+    left-right position of the uncut bodies above the sacrum against their height; 0 with fewer
+    than three. The bodies' own centroids measure it; the centre line does not (its left-right
+    position is pulled by bone beside the body)."""
+    above = [b for k, (b, ev) in enumerate(zip(bodies_mm, evidence, strict=True))
+             if not ev["cut"] and (sacrum is None or k > sacrum)]
+    if len(above) < 3:
+        return 0.0
+    xyz = np.array(above)
+    return float(np.degrees(np.arctan(np.polyfit(xyz[:, 2], xyz[:, 0], 1)[0])))
+
+
 def uncut_gaps(centres_z_mm: list[float], evidence: list[dict]) -> list[float]:
     """Spacing (mm) of consecutive bodies neither of which is cut by the scan's edge."""
     return [b - a for a, b, ea, eb in zip(centres_z_mm, centres_z_mm[1:], evidence, evidence[1:], strict=False)
@@ -896,6 +911,11 @@ def locate_bodies(column: tuple, centres_z: np.ndarray, detector: str, hint: dic
     evidence = [body_evidence(bone, view, line, int(z), period, GRID_MM, lateral) for z in centres_z]
     named = name_bodies(evidence, widths, hint, centres_z_mm=[float(z) * GRID_MM for z in centres_z])
     uncovered = uncovered_column(found, extent, period, GRID_MM, named["sacrum"] is not None)
+    lean = sideways_lean_deg(bodies, evidence, named["sacrum"])
+    if abs(lean) > SIDEWAYS_LEAN_MAX_DEG and named["names"]:
+        named.update(names={}, anchor=None, counting="", confidence="none", reason=(
+            f"the column leans {abs(lean):.0f}° sideways in the scan: the anchors and the discs are read on "
+            "axial slices, which cut such a column obliquely, so the count is not trusted"))
     counted = not (uncovered or named.get("irregular"))
     if (uncovered or not_named) and named["names"]:
         named.update(names={}, anchor=None, counting="", confidence="none", reason=not_named or uncovered)
