@@ -338,10 +338,21 @@ def test_no_body_is_placed_past_the_column_s_last_endplate():
     np.testing.assert_array_equal(bodies_between_discs(discs, (11, 54)), [17, 32, 47])  # bone ends at the end dips
 
 
-def test_a_column_leaning_sideways_is_not_named():
-    """Anchors and discs are read on axial slices; a column leaning sideways (a real CT leaning 15°
-    forwards and 8° sideways was named one level low) is segmented but not named, and says why."""
-    image, _ = lying_obliquely(*make_phantom(1206, PhantomSpec(disc_mm=(4.0, 10.0))), 0.0, 10.0)
+def test_a_column_leaning_sideways_is_turned_by_its_bodies_and_named_right():
+    """Anchors and discs are read on axial slices. The bodies found measure a sideways lean (the
+    centre line does not); the CT is turned by it and analysed again, and named right."""
+    image, label = lying_obliquely(*make_phantom(1206, PhantomSpec(disc_mm=(4.0, 10.0))), 0.0, 10.0)
     loc = localize(image)
-    assert not loc.named and loc.centres == {} and "sideways" in loc.note, loc.note
-    assert len(loc.bodies_mm) >= 5  # still found, for segmentation
+    assert loc.named and _wrong_names(loc.centres, _truth(label)) == [], loc.note
+    assert abs(loc.report()["column_turned_sideways_deg"]) > 5.0 and abs(loc.sideways_lean_deg) < 5.0
+
+
+def test_the_sideways_lean_is_measured_on_the_uncut_bodies_above_the_sacrum():
+    from spine_lightning.inference.localization import sideways_lean_deg
+
+    uncut, cut = dict(cut=False), dict(cut=True)
+    leaning = [(0.1 * z, 0.0, z) for z in (0.0, 30.0, 60.0, 90.0)]  # 0.1 mm sideways per mm: 5.7°
+    assert abs(sideways_lean_deg(leaning, [uncut] * 4, None) - np.degrees(np.arctan(0.1))) < 1e-6
+    assert sideways_lean_deg(leaning, [uncut] * 4, 1) == 0.0  # two bodies above the sacrum: too few
+    assert sideways_lean_deg([(40.0, 0.0, 0.0)] + leaning[1:], [cut] + [uncut] * 3, None) == pytest.approx(
+        np.degrees(np.arctan(0.1)))  # a cut body does not count

@@ -1,7 +1,8 @@
 """Weight-free localisation and naming of lumbar vertebrae in a whole CT.
 
 1. Resample the CT onto a coarse canonical grid (2 mm, identity direction: z foot→head); a column
-   leaning forwards or backwards (a patient lying obliquely) is turned upright first.
+   leaning forwards or backwards (a patient lying obliquely) is turned upright first, and one whose
+   bodies found lean sideways is turned by that lean and analysed again.
 2. Spine column: the bone that persists over most axial slices; tracked slice by slice and
    smoothed along z into a centre line through the vertebral bodies.
 3. Vertebral bodies: along the centre line, the mean HU of a thin disk across the column's axis
@@ -21,7 +22,7 @@
    must agree (T12 six bodies above S1); a rib-free body where T12 should be (a sixth lumbar
    vertebra, or T12 without ribs) or ribs on a body counted as lumbar leave every body unnamed, and
    so does a sacrum with a body like it just below (S1 in doubt) unless T12 confirms the count,
-   and a column whose bodies lean more than 5° sideways.
+   and a column whose bodies still lean more than 5° sideways once turned.
    A user's hint (`lowest_level`, `levels_in_view`) names the bodies when no anchor contradicts it.
    A body cut by the scan's edge is named by the count only when it keeps the column's rhythm.
    Unnamed bodies are still returned (bottom up) so that they can be segmented.
@@ -43,8 +44,8 @@ BONE_HU = 150.0
 CANCELLOUS_HU = 110.0
 SOFT_TISSUE_MAX_HU = 60.0
 BODY_RADIUS_MM = 8.0  # the profile disk: inside the cancellous core of every lumbar body
-SIDEWAYS_LEAN_MAX_DEG = 5.0  # bodies leaning more than this sideways: not named (a real CT at 8-10° was miscounted)
-COLUMN_TILT_DEG = 10.0  # a column leaning more than this (a patient lying obliquely) is turned upright first
+SIDEWAYS_LEAN_MAX_DEG = 5.0  # bodies leaning more than this sideways: turned once more, then not named
+COLUMN_TILT_DEG = 10.0  # a column leaning forwards/backwards more than this (lying obliquely) is turned upright first
 AXIS_SMOOTH_MM = 15.0  # the column's axis: the centre line smoothed over about half a vertebra
 OWN_RADIUS_MM = 14.0  # bone meeting a disk this wide on the centre line is the body's: it reaches the
 # cortex when the core is too dark to be bone and its ring is not closed in the section
@@ -103,12 +104,16 @@ class Localisation:
     note: str = ""
     body_detector: str = ""  # how the bodies were placed: "between discs" or "core profile minima"
     turned_upright_deg: float = 0.0  # the column's lean in the sagittal plane, turned out first (0: upright)
+    turned_sideways_deg: float = 0.0  # ... and sideways (measured on the bodies of a first look)
+    sideways_lean_deg: float = 0.0  # the bodies' sideways lean as analysed (after any turn)
 
     def report(self) -> dict:
         return dict(
             method="weight-free (bone column, discs and core profile; sacrum and rib (T12) anchors)",
             bodies_placed=self.body_detector,
             column_turned_upright_deg=round(self.turned_upright_deg, 1),
+            column_turned_sideways_deg=round(self.turned_sideways_deg, 1),
+            bodies_sideways_lean_deg=round(self.sideways_lean_deg, 1),
             named=self.named,
             note=self.note,
             anchor=self.anchor,
@@ -139,7 +144,7 @@ def canonical_grid_and_view(image: sitk.Image | Scan, spacing: float = GRID_MM,
                             turn: sitk.Transform | None = None) -> tuple[sitk.Image, np.ndarray]:
     """The CT on an identity-direction grid covering its physical extent (array [z, y, x]), and
     where the scan covers that grid (a box around an oblique scan holds corners it never saw).
-    `turn`: the grid's points are mapped by it into the CT (the CT turned, e.g. `column_upright`).
+    `turn`: the grid's points are mapped by it into the CT (the CT turned, e.g. by `localize_turned`).
 
     Built slab by slab: each slab of the scan fills the grid points that fall inside it, so only
     one slab of the full-resolution scan is in memory at a time.
@@ -815,43 +820,48 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
     line = column_centre_line(bone, hu > -400, GRID_MM)
     if line is None:
         return Localisation(note="no spine column found: no vertebra is named")
-    upright = column_upright(line, column_extent(bone, line, GRID_MM), grid)
-    if upright is None:
-        return localize_on_grid(grid, hu, bone, line, view, hint)
-    # A patient lying obliquely: the analysis runs on the CT turned so that the column stands
-    # upright (the anchors look along the body's axis), and its points are turned back.
-    grid, view = canonical_grid_and_view(image, turn=upright)
+    centre, forward = column_lean(line, column_extent(bone, line, GRID_MM), grid)
+    forward = forward if abs(forward) >= COLUMN_TILT_DEG else 0.0
+    loc = (localize_on_grid(grid, hu, bone, line, view, hint) if forward == 0.0
+           else localize_turned(image, centre, forward, 0.0, hint))
+    if abs(loc.sideways_lean_deg) > SIDEWAYS_LEAN_MAX_DEG:  # measured on the bodies found: turn that too
+        loc = localize_turned(image, centre, forward, loc.sideways_lean_deg, hint)
+    return loc
+
+
+def column_lean(line: np.ndarray, extent: tuple[int, int], grid: sitk.Image) -> tuple[list[float], float]:
+    """The column's middle (mm) and its forward/backward lean (degrees): the straight line fitted
+    to the centre line's depth in view (the lordosis curves about it). The centre line's left-right
+    position follows any bone beside the body, so the sideways lean is measured on the bodies
+    found instead (`sideways_lean_deg`)."""
+    z = np.arange(extent[0], extent[1] + 1)
+    if len(z) < 10:
+        return [0.0, 0.0, 0.0], 0.0
+    middle = (z[0] + z[-1]) / 2
+    centre = grid.TransformContinuousIndexToPhysicalPoint(
+        [float(np.interp(middle, z, line[z, 1])), float(np.interp(middle, z, line[z, 0])), middle])
+    return list(centre), float(np.degrees(np.arctan(np.polyfit(z, line[z, 0], 1)[0])))  # isotropic grid
+
+
+def localize_turned(image: sitk.Image | Scan, centre, forward_deg: float, sideways_deg: float,
+                    hint: dict | None) -> Localisation:
+    """A patient lying obliquely: `localize` on the CT turned about `centre` so that a column leaning
+    `forward_deg` and `sideways_deg` stands upright (the anchors are read on axial slices), resampled
+    once from the CT; the points found are turned back."""
+    turn = sitk.Euler3DTransform()
+    turn.SetCenter([float(c) for c in centre])
+    turn.SetRotation(-np.radians(forward_deg), np.radians(sideways_deg), 0.0)
+    grid, view = canonical_grid_and_view(image, turn=turn)
     hu = sitk.GetArrayFromImage(grid)
     bone = bone_mask(hu)
     line = column_centre_line(bone, hu > -400, GRID_MM)
     if line is None:
         return Localisation(note="no spine column found: no vertebra is named")
     loc = localize_on_grid(grid, hu, bone, line, view, hint)
-    loc.bodies_mm = [upright.TransformPoint(p) for p in loc.bodies_mm]
-    loc.centres = {k: upright.TransformPoint(p) for k, p in loc.centres.items()}
-    loc.turned_upright_deg = float(np.degrees(-upright.GetAngleX()))
+    loc.bodies_mm = [turn.TransformPoint(p) for p in loc.bodies_mm]
+    loc.centres = {k: turn.TransformPoint(p) for k, p in loc.centres.items()}
+    loc.turned_upright_deg, loc.turned_sideways_deg = forward_deg, sideways_deg
     return loc
-
-
-def column_upright(line: np.ndarray, extent: tuple[int, int], grid: sitk.Image) -> sitk.Transform | None:
-    """The rotation about the left-right axis (through the column's middle) that stands a column
-    leaning forwards or backwards upright, as a resampling transform from the upright grid to the
-    CT; None when it leans less than COLUMN_TILT_DEG. The lean is that of the straight line fitted
-    to the centre line's depth in view (the lordosis curves about it). A sideways lean is left: the
-    centre line's left-right position follows any bone beside the body, so it is not measured
-    well enough to turn by."""
-    z = np.arange(extent[0], extent[1] + 1)
-    if len(z) < 10:
-        return None
-    lean = float(np.arctan(np.polyfit(z, line[z, 0], 1)[0]))  # grid spacing is isotropic
-    if abs(np.degrees(lean)) < COLUMN_TILT_DEG:
-        return None
-    middle = (z[0] + z[-1]) / 2
-    rotation = sitk.Euler3DTransform()
-    rotation.SetCenter(grid.TransformContinuousIndexToPhysicalPoint(
-        [float(np.interp(middle, z, line[z, 1])), float(np.interp(middle, z, line[z, 0])), middle]))
-    rotation.SetRotation(-lean, 0.0, 0.0)
-    return rotation
 
 
 def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: np.ndarray, view: np.ndarray,
@@ -937,6 +947,7 @@ def locate_bodies(column: tuple, centres_z: np.ndarray, detector: str, hint: dic
         body_detector=detector,
     )
     loc.centres = {name: bodies[k] for k, name in sorted(named["names"].items())}
+    loc.sideways_lean_deg = lean
     if loc.named:
         loc.note = f"named {', '.join(loc.centres)} from {loc.anchor}: {loc.counting}"
     else:
