@@ -814,10 +814,7 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
     Bodies are first the minima of the smoothed core profile, unless those sit on discs; when they
     cannot be counted (irregular, or leaving part of the column without a body), or sit on discs,
     the bodies are placed between the discs found along the column instead."""
-    grid, view = canonical_grid_and_view(image)
-    hu = sitk.GetArrayFromImage(grid)
-    bone = bone_mask(hu)
-    line = column_centre_line(bone, hu > -400, GRID_MM)
+    grid, view, hu, bone, line = column_on_grid(image)
     if line is None:
         return Localisation(note="no spine column found: no vertebra is named")
     centre, forward = column_lean(line, column_extent(bone, line, GRID_MM), grid)
@@ -827,6 +824,15 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
     if abs(loc.sideways_lean_deg) > SIDEWAYS_LEAN_MAX_DEG:  # measured on the bodies found: turn that too
         loc = localize_turned(image, centre, forward, loc.sideways_lean_deg, hint)
     return loc
+
+
+def column_on_grid(image: sitk.Image | Scan, turn: sitk.Transform | None = None) -> tuple:
+    """The CT on the canonical grid (turned by `turn`), where the scan covers it, its HU array, its
+    bone and the column's centre line (None when no column is found)."""
+    grid, view = canonical_grid_and_view(image, turn=turn)
+    hu = sitk.GetArrayFromImage(grid)
+    bone = bone_mask(hu)
+    return grid, view, hu, bone, column_centre_line(bone, hu > -400, GRID_MM)
 
 
 def column_lean(line: np.ndarray, extent: tuple[int, int], grid: sitk.Image) -> tuple[list[float], float]:
@@ -851,10 +857,7 @@ def localize_turned(image: sitk.Image | Scan, centre, forward_deg: float, sidewa
     turn = sitk.Euler3DTransform()
     turn.SetCenter([float(c) for c in centre])
     turn.SetRotation(-np.radians(forward_deg), np.radians(sideways_deg), 0.0)
-    grid, view = canonical_grid_and_view(image, turn=turn)
-    hu = sitk.GetArrayFromImage(grid)
-    bone = bone_mask(hu)
-    line = column_centre_line(bone, hu > -400, GRID_MM)
+    grid, view, hu, bone, line = column_on_grid(image, turn)
     if line is None:
         return Localisation(note="no spine column found: no vertebra is named")
     loc = localize_on_grid(grid, hu, bone, line, view, hint)
