@@ -187,6 +187,10 @@ def test_spacing_and_coverage_checks():
     assert "irregularly spaced" in irregular_spacing([0, 28, 98, 116, 136], ok)
     assert irregular_spacing([0, 10, 38, 66], [dict(cut=True)] + ok[:3]) == ""  # a cut body's gap is not counted
     assert "irregularly spaced" in irregular_spacing([0, 26, 66], ok[:3])  # 26 then 40 mm: a body missed
+    sacral = [-18, 0, 28, 56, 84, 112]  # a fused sacral segment 18 mm below S1 (body 1)
+    assert "irregularly spaced" in irregular_spacing(sacral, [dict(cut=False)] * 6)
+    assert irregular_spacing(sacral, [dict(cut=False)] * 6, sacrum=1) == ""
+    assert "irregularly spaced" in irregular_spacing([-18, 0, 28, 98, 116, 136], [dict(cut=False)] * 6, sacrum=1)
     minima = np.array([20, 34, 48])  # slices of 2 mm: bodies 28 mm apart
     assert uncovered_column(minima, (14, 54), 28.0, 2.0, sacrum_found=False) == ""
     assert "below the lowest" in uncovered_column(minima, (0, 54), 28.0, 2.0, sacrum_found=False)

@@ -51,6 +51,7 @@ OWN_RADIUS_MM = 14.0  # bone meeting a disk this wide on the centre line is the 
 # cortex when the core is too dark to be bone and its ring is not closed in the section
 MIN_BODY_GAP_MM = 18.0
 GAP_RANGE = (0.75, 1.35)  # consecutive bodies this many times the median spacing apart: counted as one each
+SACRAL_GAP_MAX = 1.6  # S1 to L5, measured on the tilted S1's core: up to this many times the median
 PROMINENCE_HU = 10.0
 DISC_MAX_MM = 14.0  # a dip of the core profile narrower than this (at half depth) is a disc; a body's core is wider
 DISC_PROMINENCE_HU = 15.0
@@ -616,19 +617,26 @@ def uncut_gaps(centres_z_mm: list[float], evidence: list[dict]) -> list[float]:
             if not (ea["cut"] or eb["cut"])]
 
 
-def irregular_spacing(centres_z_mm: list[float], evidence: list[dict]) -> str:
+def irregular_spacing(centres_z_mm: list[float], evidence: list[dict], sacrum: int | None = None) -> str:
     """Why the bodies found cannot be counted one per vertebra, or "" when they can: consecutive
     uncut bodies that are much closer or further apart than the column's median spacing, or than
     the bodies next to them, mean that a body was split in two or missed, and every name counted
-    across that gap would be off by one."""
-    gaps = uncut_gaps(centres_z_mm, evidence)
+    across that gap would be off by one. Below a recognised sacrum only the fused S2-S5 follow
+    (shorter, never named): their spacing says nothing about the count upwards. The gap from S1 to
+    L5 is checked on its own, against SACRAL_GAP_MAX: S1 tilts by the sacral slope, so its core's
+    minimum on the head-foot profile lies lower than its centre; a missed L5 would double the gap."""
+    first = sacrum or 0
+    gaps = uncut_gaps(centres_z_mm[first:], evidence[first:])
+    sacral = gaps.pop(0) if sacrum is not None and gaps and not evidence[sacrum + 1]["cut"] else None
     if len(gaps) < 2:
         return ""
     median = float(np.median(gaps))
     steps = [b / a for a, b in zip(gaps, gaps[1:], strict=False)]  # spacing changes slowly along a column
     if (min(gaps) < GAP_RANGE[0] * median or max(gaps) > GAP_RANGE[1] * median
-            or max(steps) > GAP_RANGE[1] or min(steps) < 1 / GAP_RANGE[1]):
-        return (f"the bodies found are irregularly spaced ({min(gaps):.0f} to {max(gaps):.0f} mm apart, median "
+            or max(steps) > GAP_RANGE[1] or min(steps) < 1 / GAP_RANGE[1]
+            or (sacral is not None and not GAP_RANGE[0] * median <= sacral <= SACRAL_GAP_MAX * median)):
+        every = [g for g in (sacral, *gaps) if g is not None]
+        return (f"the bodies found are irregularly spaced ({min(every):.0f} to {max(every):.0f} mm apart, median "
                 f"{median:.0f} mm): a body was missed or split, so counting from an anchor would be wrong")
     return ""
 
@@ -698,7 +706,7 @@ def name_bodies(evidence: list[dict], widths: list[float], hint: dict | None = N
     n = len(evidence)
     sacrum, t12 = find_sacrum(evidence, widths), find_t12(evidence)
     out = dict(names={}, sacrum=sacrum, t12=t12, anchor=None, counting="", confidence="none", reason="")
-    spacing = irregular_spacing(centres_z_mm, evidence) if centres_z_mm is not None else ""
+    spacing = irregular_spacing(centres_z_mm, evidence, sacrum) if centres_z_mm is not None else ""
     if spacing:
         out.update(reason=spacing, irregular=True)
         return out
