@@ -22,6 +22,7 @@ from benchmarks import loader, pipeline, training_steps  # noqa: E402
 # key: (target, "<=" or ">=", quick target)
 TARGETS = {
     "adv_over_baseline_step": (2.1, "<=", 2.2),
+    "cpu_channels_last_speedup": (1.0, ">=", None),  # the default layout must not be the slower one
     "crop_only_speedup": (10.0, ">=", 10.0),
     "crop_over_read": (1.5, "<=", 1.5),
     "fcn_over_vnet_step": (1.0, "<=", None),
@@ -46,6 +47,7 @@ def suite(quick: bool, tiny: bool, ckpt: str | None = None) -> dict:
         ct, counts = (512, 512, 400), (10, 50, 200, 1000)
     results = {}
     results.update(training_steps.adversarial_over_baseline(zyx, repeats=2 if tiny else 5 if quick else 9))
+    results.update(training_steps.cpu_modes(zyx, repeats=1 if tiny else 3))
     results.update(training_steps.fcn_over_vnet((32, 32, 32) if tiny else zyx, repeats=1 if tiny else 3))
     results.update(loader.loader_headroom(crop, spacing, subjects=1 if tiny else 3, steps=2 if tiny else 4))
     results.update(pipeline.crop_only(ct))

@@ -1,9 +1,16 @@
-"""Timing of training steps: adversarial vs baseline, GCN-residual FCN vs MONAI's VNet, GPU modes."""
+"""Timing of training steps: adversarial vs baseline, GCN-residual FCN vs MONAI's VNet, CPU and GPU modes.
+
+`python -m benchmarks.training_steps` times the CPU modes alone and writes benchmarks/results/cpu_steps.md.
+"""
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -123,3 +130,72 @@ def gpu_modes(zyx, batch: int = 2, repeats: int = 10) -> dict:
         out[f"gpu_{mode}_samples_per_s"] = batch * repeats / (time.perf_counter() - t)
         out[f"gpu_{mode}_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return out
+
+
+CPU_MODES = {"fp32": (False, False), "channels_last": (True, False), "bf16": (False, True),
+             "bf16_channels_last": (True, True)}
+
+
+def cpu_modes(zyx, batch: int = 2, repeats: int = 5, net=CPU_NET) -> dict:
+    """Seconds per training step of the default CPU network in each memory layout and precision,
+    the same weights and batch; rounds interleave the modes so that drift hits all alike."""
+    from spine_lightning.training.speed import use_channels_last
+
+    torch.manual_seed(0)
+    first = SpineSegmentationModule(net=net, levels=["L3"], epsilon=0.0)
+    modules, data = {}, _batch(batch, zyx)
+    for mode, (channels_last, _) in CPU_MODES.items():
+        module = _standalone(SpineSegmentationModule(net=net, levels=["L3"], epsilon=0.0))
+        module.load_state_dict(first.state_dict())
+        if channels_last:
+            use_channels_last(module.net)
+        modules[mode] = module
+
+    def step(mode):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=CPU_MODES[mode][1]):
+            modules[mode].training_step(data, 0)
+
+    for mode in modules:  # warm-up (oneDNN picks its kernels on the first call)
+        step(mode)
+    times = {mode: [] for mode in modules}
+    for _ in range(repeats):
+        for mode in modules:
+            times[mode] += _time(lambda mode=mode: step(mode), 1)
+    out = {f"cpu_{mode}_step_s": statistics.median(t) for mode, t in times.items()}
+    fp32 = out["cpu_fp32_step_s"]
+    out.update({f"cpu_{mode}_speedup": fp32 / out[f"cpu_{mode}_step_s"] for mode in modules if mode != "fp32"})
+    return out
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what `platform` knows."""
+    info = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+             if line.startswith("model name")] if info.exists() else []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="CPU training-step time per memory layout and precision")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_steps.md")
+    args = parser.parse_args(argv)
+    zyx = (64, 112, 96)
+    r = cpu_modes(zyx, repeats=args.repeats)
+    rows = ["| mode | s / step | over fp32 |", "|---|---|---|"]
+    rows += [f"| {mode} | {r[f'cpu_{mode}_step_s']:.3f} | {r['cpu_fp32_step_s'] / r[f'cpu_{mode}_step_s']:.2f} |"
+             for mode in CPU_MODES]
+    table = "\n".join(rows)
+    print(table)
+    head = (f"# CPU training step: memory layout and precision\n\n{datetime.date.today().isoformat()}, "
+            f"{cpu_name()}, {torch.get_num_threads()} threads, "
+            f"torch {torch.__version__}. "
+            f"The default CPU network (width 4), one training step of batch 2 at {' x '.join(map(str, zyx))} "
+            f"voxels (Z, Y, X), median of {args.repeats} interleaved rounds:\n\n"
+            "`python -m benchmarks.training_steps`\n\n")
+    args.out.write_text(head + table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""GPU speed switches: wired into the config, applied to the network, ignored on CPU runs."""
+"""Speed switches: wired into the config, applied to the network; compile ignored on CPU runs."""
 
 import logging
 
@@ -15,13 +15,13 @@ def small_net():
     return GCNResidualFCN(in_channels=1, num_classes=2, width=2, levels=2, convs=1, kernel=3, gcn_kernel=3)
 
 
-def test_config_has_the_switches_off_by_default():
+def test_config_has_channels_last_on_and_the_gpu_switches_off_by_default():
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train")
-        on = compose("train", overrides=["channels_last=true", "compile=true",
+        on = compose("train", overrides=["channels_last=false", "compile=true",
                                          "trainer.precision=bf16-mixed"])
-    assert cfg.channels_last is False and cfg.compile is False and cfg.trainer.precision == "32-true"
-    assert on.channels_last is True and on.compile is True and on.trainer.precision == "bf16-mixed"
+    assert cfg.channels_last is True and cfg.compile is False and cfg.trainer.precision == "32-true"
+    assert on.channels_last is False and on.compile is True and on.trainer.precision == "bf16-mixed"
 
 
 def test_channels_last_changes_layout_not_result():
@@ -37,13 +37,16 @@ def test_channels_last_changes_layout_not_result():
     assert set(net.state_dict()) == set(small_net().state_dict())  # checkpoints stay interchangeable
 
 
-def test_switches_are_ignored_with_a_warning_on_cpu(caplog):
+def test_on_cpu_channels_last_applies_and_compile_is_ignored_with_a_warning(caplog):
     net = small_net()
     with caplog.at_level(logging.WARNING, logger="spine_lightning.training.speed"):
         applied = apply_speed_options(net, channels_last=True, compile=True, accelerator="cpu")
-    assert applied == []
-    assert "channels_last=true and compile=true ignored" in caplog.text
-    assert all(p.is_contiguous() for p in net.parameters()) and net._compiled_call_impl is None
+    assert applied == ["channels_last"]
+    assert "compile=true ignored" in caplog.text and "channels_last" not in caplog.text
+    weights = [p for p in net.parameters() if p.dim() == 5 and p.shape[1] > 1 and p.shape[2] > 1]
+    assert weights
+    assert all(p.is_contiguous(memory_format=torch.channels_last_3d) and not p.is_contiguous() for p in weights)
+    assert net._compiled_call_impl is None
 
 
 def test_nothing_to_do_when_off():
