@@ -627,7 +627,9 @@ def irregular_spacing(centres_z_mm: list[float], evidence: list[dict], sacrum: i
     minimum on the head-foot profile lies lower than its centre; a missed L5 would double the gap."""
     first = sacrum or 0
     gaps = uncut_gaps(centres_z_mm[first:], evidence[first:])
-    sacral = gaps.pop(0) if sacrum is not None and gaps and not evidence[sacrum + 1]["cut"] else None
+    s1_l5_uncut = sacrum is not None and sacrum + 1 < len(evidence) and not (
+        evidence[sacrum]["cut"] or evidence[sacrum + 1]["cut"])
+    sacral = gaps.pop(0) if s1_l5_uncut else None  # uncut_gaps' first gap is then S1-L5
     if len(gaps) < 2:
         return ""
     median = float(np.median(gaps))
