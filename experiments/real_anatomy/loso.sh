@@ -4,7 +4,10 @@
 # its mask. The study's 2 mm recipe keeps one run to minutes on 2 CPU cores.
 #   STEPS="phantoms full" SUBJECTS="verse006 verse007 tptbox" bash experiments/real_anatomy/loso.sh
 #   python experiments/real_anatomy/summarize.py logs/real_anatomy
+# SEED (default 1) and RUN_ROOT (default logs/real_anatomy) repeat the study with another seed.
 set -euo pipefail
+SEED=${SEED:-1}
+RUN_ROOT=${RUN_ROOT:-logs/real_anatomy}
 STEPS=${STEPS:-"phantoms augmented synthetic full"}
 SUBJECTS=${SUBJECTS:-"verse006 verse007 tptbox"}
 ALL="lumbar_ct_3mm verse006 verse007 tptbox"
@@ -22,8 +25,8 @@ for held in $SUBJECTS; do
       full)      args=("data.subjects.real.subjects.split=$split" "data.subjects.synthetic.subjects.exclude=[sub-$held]") ;;
       *) echo "unknown step $step" >&2; exit 2 ;;
     esac
-    python train.py +recipe=study_cpu +experiment=edge seed=1 data.outside_scan=repeat test_perturbations=null \
+    python train.py +recipe=study_cpu +experiment=edge seed=$SEED data.outside_scan=repeat test_perturbations=null \
       data.subjects.phantom.subjects.num_test=0 logger=csv '~callbacks.rich_progress_bar' \
-      "${args[@]}" "hydra.run.dir=logs/real_anatomy/${step}_${held}"
+      "${args[@]}" "hydra.run.dir=$RUN_ROOT/${step}_${held}"
   done
 done
