@@ -95,3 +95,18 @@ def test_resume_from_last_ckpt_equals_uninterrupted_run(killed, uninterrupted):
 
     assert len(wandb_before) == 1 and _wandb_ids(killed) == wandb_before  # same W&B run id, continued
     assert len(list((killed / "wandb").glob("offline-run-*"))) == 2
+
+
+@pytest.mark.parametrize("task", ["train", "eval", "predict"])
+def test_only_training_resumes_into_the_checkpoints_run(tmp_path, task):
+    """eval/predict given a run's checkpoint must not write into (and over) that run's folder."""
+    from omegaconf import OmegaConf
+
+    from spine_lightning.training.resume import resolve_run_dir
+
+    run = tmp_path / "logs" / "train" / "runs" / "old"
+    (run / ".hydra").mkdir(parents=True)
+    root = OmegaConf.create({"task_name": task, "ckpt_path": str(run / "checkpoints" / "epoch_001.ckpt")})
+    runs_dir = tmp_path / "logs" / task / "runs"
+    chosen = resolve_run_dir(str(runs_dir), "fresh", _root_=root)
+    assert chosen == (str(run) if task == "train" else str(runs_dir / "fresh"))

@@ -57,7 +57,11 @@ def find_resumable_run(runs_dir: str | Path, overrides) -> Path | None:
 
 
 def resolve_run_dir(runs_dir: str, fresh_name: str, *, _root_) -> str:
-    """`hydra.run.dir`: the resumed run's directory when resuming, else `runs_dir/fresh_name`."""
+    """`hydra.run.dir`: the resumed run's directory when training resumes, else `runs_dir/fresh_name`.
+    Only training resumes: eval or predict given a run's checkpoint get a folder of their own, or
+    they would overwrite that run's `.hydra/` and `metrics.json`."""
+    if OmegaConf.select(_root_, "task_name") != "train":
+        return str(Path(runs_dir) / fresh_name)
     ckpt_path = OmegaConf.select(_root_, "ckpt_path")
     if ckpt_path:
         run = run_dir_of_checkpoint(ckpt_path)
