@@ -160,7 +160,7 @@ def test_auto_resume_picks_newest_unfinished_run_with_same_overrides(tmp_path):
     assert find_resumable_run(runs, ["+experiment=baseline", "auto_resume=true"]) is None
 
     register_resolvers()
-    cfg = OmegaConf.create({"ckpt_path": None, "auto_resume": True,
+    cfg = OmegaConf.create({"task_name": "train", "ckpt_path": None, "auto_resume": True,
                             "hydra": {"overrides": {"task": ["+experiment=edge", "auto_resume=true"]}},
                             "dir": f"${{spine_run_dir:{runs},fresh}}"})
     assert cfg.dir == str(newest)
