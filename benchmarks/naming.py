@@ -10,9 +10,11 @@ a CT without a spine.
 A vertebra is identified (VerSe) when a centre was named for it, that centre is nearer to its truth
 centroid than to any other vertebra's, and within 20 mm. A wrong name: a name whose centre is not
 identified as that vertebra. The sacrum (S1) is not scored (VerSe does not; its labels span the
-whole sacrum, whose centroid lies far below S1's body). Two identification rates: over the vertebrae
-wholly in view (VerSe's data count the fully visualised vertebrae), and over every vertebra with a
-voxel in the scan, slivers cut by a crop's edge included. Only the weight-free stage is scored here.
+whole sacrum, whose centroid lies far below S1's body), except that an S1 within 20 mm of another
+vertebra's centroid (a sixth lumbar vertebra taken for the sacrum) is a wrong name. Two
+identification rates: over the vertebrae wholly in view (VerSe's data count the fully visualised
+vertebrae), and over every vertebra with a voxel in the scan, slivers cut by a crop's edge
+included. Only the weight-free stage is scored here.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ from spine_lightning.inference.localization import localize
 def score(centres: dict, truth: dict) -> tuple[dict[str, float], int]:
     """({name: distance} of the identified vertebrae, wrong names)."""
     identified, wrong = {}, 0
-    truth = {k: v for k, v in truth.items() if k != "S1"}  # as in VerSe: the sacrum is not scored
+    truth = {k: v for k, v in truth.items() if k != "S1"}  # as in VerSe: the sacrum is not scored...
+    # ... but an S1 placed on another vertebra (a sixth lumbar taken for the sacrum) is a wrong name
+    if "S1" in centres and truth and min(np.linalg.norm(np.subtract(c, centres["S1"])) for c in truth.values()) <= 20.0:
+        wrong += 1
     for name, centre in ((k, v) for k, v in centres.items() if k != "S1"):
         if name not in truth:
             wrong += 1

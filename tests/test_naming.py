@@ -360,3 +360,59 @@ def test_the_sideways_lean_is_measured_on_the_uncut_bodies_above_the_sacrum():
     assert sideways_lean_deg(leaning, [uncut] * 4, 1) == 0.0  # two bodies above the sacrum: too few
     assert sideways_lean_deg([(40.0, 0.0, 0.0)] + leaning[1:], [cut] + [uncut] * 3, None) == pytest.approx(
         np.degrees(np.arctan(0.1)))  # a cut body does not count
+
+
+def test_each_disc_gap_keeps_the_columns_period():
+    """Dips in the cores off the discs' rhythm: a chain whose gaps drift step by step from them to the
+    discs (46 mm down to 28 mm) was as long as the regular one and won; then refused, it left none."""
+    from spine_lightning.inference.localization import disc_chain, skipping_none
+
+    prof = np.full(130, 300.0)
+    discs = [40, 53, 65, 78, 91, 103, 117]  # the discs of a thin-disc phantom, about 26 mm apart
+    core_dips = [11, 20, 34, 47, 71, 86]  # narrow dips in its cores
+    for z, depth in zip(discs + core_dips, [76, 47, 27, 33, 58, 41, 131, 115, 19, 32, 27, 23, 35], strict=True):
+        prof[z] = 300.0 - depth
+    chain = disc_chain(prof, 2.0, period_mm=26.0)
+    np.testing.assert_array_equal(chain, discs)
+    # half of 26 mm is no vertebra: the dips at the chain's middles are in cores, not skipped discs
+    np.testing.assert_array_equal(skipping_none(chain, np.array(sorted(discs + core_dips))), discs)
+    wide = np.arange(10, 130, 20)  # a chain 40 mm apart: a disc between two of its discs is possible
+    assert skipping_none(wide, np.r_[wide, wide[:-1] + 10]).size == 0
+
+
+def test_a_missed_disc_above_the_sacrum_is_bridged_only_by_the_sacrum():
+    """A thin L5/S1 disc tilted by the sacral slope leaves no dip: the bodies between the discs
+    stopped at L5 over 44 mm of column, and the scan went unnamed. One more body a disc spacing
+    below is tried and kept because it is recognised as the sacrum; the names then agree with T12."""
+    image, label = make_phantom(5000, PhantomSpec())
+    loc = localize(image)
+    assert loc.named and loc.anchor.startswith("sacrum and T12"), loc.note
+    assert loc.body_detector == "between discs, S1 below them"
+    assert {"L1", "L2", "L3", "L4", "L5"} <= set(loc.centres)
+    assert _wrong_names({k: v for k, v in loc.centres.items() if k != "S1"}, _truth(label)) == []
+
+
+def test_a_sixth_lumbar_vertebra_over_an_unseen_s1_is_never_called_s1():
+    """A spine with L6 whose thin L6/S1 disc left no dip: the bodies between the discs ended at L6,
+    its transverse processes between the iliac wings passed for alae, and with S1 missed T12 six
+    bodies above agreed: L6 was written as S1. The column going on below it between the ilia puts
+    such a sacrum in doubt; S1 is then looked for a spacing below, and the anchors disagree."""
+    image, label = make_phantom(8000, PhantomSpec(transitional="L6"))
+    loc = localize(image)
+    assert _wrong_names(loc.centres, _truth(label)) == [], loc.note  # S1 included
+    assert not loc.named
+
+
+def test_the_naming_benchmark_counts_an_s1_on_a_lumbar_vertebra_as_wrong():
+    """VerSe leaves the sacrum unscored (its label spans the whole sacrum). An S1 written on another
+    vertebra (a sixth lumbar taken for the sacrum) must still count as a wrong name."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.naming import score
+
+    truth = {"S1": (0.0, 0.0, -110.0), "L6": (0.0, 0.0, -64.0), "L5": (0.0, 0.0, -38.0)}
+    assert score({"S1": (0.0, 0.0, -66.0), "L5": (0.0, 0.0, -39.0)}, truth) == ({"L5": 1.0}, 1)
+    assert score({"S1": (0.0, 0.0, -92.0)}, truth) == ({}, 0)  # on its own body: not scored

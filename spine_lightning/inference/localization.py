@@ -103,7 +103,8 @@ class Localisation:
     counting: str = ""
     confidence: str = "none"  # "high" (two anchors agree), "moderate" (one anchor), "user" (hint)
     note: str = ""
-    body_detector: str = ""  # how the bodies were placed: "between discs" or "core profile minima"
+    # how the bodies were placed: "core profile minima", "between discs" or "between discs, S1 below them"
+    body_detector: str = ""
     turned_upright_deg: float = 0.0  # the column's lean in the sagittal plane, turned out first (0: upright)
     turned_sideways_deg: float = 0.0  # ... and sideways (measured on the bodies of a first look)
     sideways_lean_deg: float = 0.0  # the bodies' sideways lean as analysed (after any turn)
@@ -320,10 +321,29 @@ def disc_chain(prof: np.ndarray, spacing: float, period_mm: float | None) -> np.
     inside a body (a vein, noise) cannot join it without breaking the rhythm. `period_mm`: the
     column's period (`profile_period`, or the spacing of regular core profile minima): the chain's
     spacing must match it, or a chain that skips every other thin disc would pass. None: no chain.
-    A chain needs three discs at least: two gaps that agree."""
+    A chain needs three discs at least: two gaps that agree. Gaps that change slowly may still drift
+    (from dips in the cores 46 mm apart to discs 28 mm apart): when the longest chain so fails, the
+    longest whose every gap is within DISC_GAP_RATIO of the period is tried."""
+    if period_mm is None:
+        return np.array([], dtype=int)
     z, depth = disc_candidates(prof, spacing)
     depth = 1.0 + np.minimum(depth, DISC_DEPTH_CAP_HU) / DISC_DEPTH_CAP_HU  # more discs first, deeper second
-    lo, hi = DISC_GAP_MM[0] / spacing, DISC_GAP_MM[1] / spacing
+    for gap_mm in (DISC_GAP_MM, (max(DISC_GAP_MM[0], period_mm / DISC_GAP_RATIO),
+                                 min(DISC_GAP_MM[1], period_mm * DISC_GAP_RATIO))):
+        chain = np.array(sorted(_longest_chain(z, depth, gap_mm[0] / spacing, gap_mm[1] / spacing)), dtype=int)
+        gaps = np.diff(chain) * spacing
+        if len(gaps) < 2:  # one gap has no rhythm to check: it may span two thin discs' bodies
+            continue
+        median = float(np.median(gaps))
+        if (gaps.max() <= DISC_GAP_RATIO * median and gaps.min() >= median / DISC_GAP_RATIO
+                and period_mm / DISC_GAP_RATIO <= median <= DISC_GAP_RATIO * period_mm):
+            return chain
+    return np.array([], dtype=int)  # a disc skipped or a false one taken: these discs cannot be counted
+
+
+def _longest_chain(z: np.ndarray, depth: np.ndarray, lo: float, hi: float) -> list[int]:
+    """Slices of the best chain of candidates `z` (summed `depth`) with consecutive gaps in [lo, hi]
+    slices, each within DISC_GAP_RATIO of the one before."""
     best, back = {}, {}  # (last, previous) -> summed depth of the best chain ending so; its parent
     for j in range(len(z)):
         best[j, -1], back[j, -1] = depth[j], None
@@ -337,20 +357,10 @@ def disc_chain(prof: np.ndarray, spacing: float, period_mm: float | None) -> np.
             ]
             score, parent = max(options, key=lambda o: o[0])
             best[j, i], back[j, i] = score + depth[j], parent
-    if not best:
-        return np.array([], dtype=int)
-    key, chain = max(best, key=best.get), []
+    key, chain = (max(best, key=best.get) if best else None), []
     while key is not None:
         chain.append(int(z[key[0]]))
         key = back[key]
-    chain = np.array(sorted(chain), dtype=int)
-    gaps = np.diff(chain) * spacing
-    if len(gaps) < 2:  # one gap has no rhythm to check: it may span two thin discs' bodies
-        return np.array([], dtype=int)
-    median = float(np.median(gaps))
-    if (gaps.max() > DISC_GAP_RATIO * median or gaps.min() < median / DISC_GAP_RATIO
-            or period_mm is None or not period_mm / DISC_GAP_RATIO <= median <= DISC_GAP_RATIO * period_mm):
-        return np.array([], dtype=int)  # a disc skipped or a false one taken: these discs cannot be counted
     return chain
 
 
@@ -383,7 +393,11 @@ def bodies_between_discs(discs: np.ndarray, extent: tuple[int, int]) -> np.ndarr
 def skipping_none(chain: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """The disc chain, or none when it skips discs: a chain at twice a thin-disc column's period
     (its period misjudged) puts bodies on the discs it left out, and every name counted from it is
-    wrong. A disc candidate off the chain at most bodies between its discs means that."""
+    wrong. A disc candidate off the chain at most bodies between its discs means that. A chain whose
+    gaps are under twice the shortest body spacing (DISC_GAP_MM) cannot have skipped a disc: the
+    bodies either side of it would be too short; a dip half way there is in a core (a vein, noise)."""
+    if len(chain) < 2 or np.median(np.diff(chain)) * GRID_MM < 2 * DISC_GAP_MM[0]:
+        return chain
     off_chain = np.array([c for c in candidates if np.min(np.abs(chain - c), initial=99) > 2])
     middles = np.array([(a + b) // 2 for a, b in zip(chain, chain[1:], strict=False)])
     if len(middles) and len(off_chain) and not minima_clear_of_discs(middles, off_chain, GRID_MM):
@@ -899,7 +913,7 @@ def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: n
         if counted:
             return loc
     if len(discs):
-        alt, alt_counted = locate_bodies(column, bodies_between_discs(discs, extent), "between discs", hint)
+        alt, alt_counted = between_discs_down_to_sacrum(column, discs, hint)
         if alt_counted or loc is None:
             loc = alt
     if loc is None:  # the minima may be discs, half a vertebra off: segmented, never named
@@ -907,6 +921,39 @@ def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: n
             "the core profile's minima sit on discs and the discs do not form a regular chain, so the "
             "bodies cannot be counted"))
     return loc
+
+
+def between_discs_down_to_sacrum(column: tuple, discs: np.ndarray, hint: dict | None) -> tuple[Localisation, bool]:
+    """`locate_bodies` on the bodies between the discs. When more than GAP_RANGE[1] disc spacings of
+    column lie below the lowest of them, the disc under it was missed (L5/S1 thin and tilted by the
+    sacral slope): one more body is tried a disc spacing below, kept only if it is recognised as the
+    sacrum and the bodies can then be counted; a body placed without its disc is never named otherwise."""
+    extent = column[-1]
+    centres = bodies_between_discs(discs, extent)
+    loc, counted = locate_bodies(column, centres, "between discs", hint)
+    step = int(np.median(np.diff(discs)))
+    if counted or len(centres) == 0 or (centres[0] - extent[0]) * GRID_MM <= GAP_RANGE[1] * step * GRID_MM:
+        return loc, counted
+    alt, alt_counted = locate_bodies(column, np.r_[centres[0] - step, centres], "between discs, S1 below them", hint)
+    return (alt, alt_counted) if alt_counted and alt.sacrum_index == 0 else (loc, counted)
+
+
+def ilia_below_the_lowest_sacrum(column: tuple, centres_z: np.ndarray, period_mm: float) -> str:
+    """Why the sacrum found at the lowest body is in doubt ("" if it is not): more than GAP_RANGE[1]
+    body spacings of column go on below it, and a body a spacing below would lie between the iliac
+    wings too. The one taken for S1 may then be a sixth lumbar vertebra whose disc below went unseen
+    (its transverse processes against the iliac crests): with S1 missed, T12 six bodies above it
+    agrees with the count, so T12 cannot settle it."""
+    grid, hu, bone, view, line, lateral, discs, extent = column
+    step = int(round(period_mm / GRID_MM))
+    below = int(centres_z[0]) - step
+    if (centres_z[0] - extent[0]) * GRID_MM <= GAP_RANGE[1] * period_mm or below < 0:
+        return ""
+    probe = body_evidence(bone, view, line, below, period_mm, GRID_MM, lateral)
+    if probe["cut"] or not probe["ilia"]:
+        return ""
+    return (f"the column goes on {(centres_z[0] - extent[0]) * GRID_MM:.0f} mm below the body taken for the sacrum "
+            "with the iliac wings beside it: that body may be a sixth lumbar vertebra above an S1 not found")
 
 
 def locate_bodies(column: tuple, centres_z: np.ndarray, detector: str, hint: dict | None,
@@ -933,7 +980,8 @@ def locate_bodies(column: tuple, centres_z: np.ndarray, detector: str, hint: dic
     period = float(np.median(gaps)) if len(gaps) else 28.0
     evidence = [body_evidence(bone, view, line, int(z), period, GRID_MM, lateral) for z in centres_z]
     named = name_bodies(evidence, widths, hint, centres_z_mm=[float(z) * GRID_MM for z in centres_z])
-    uncovered = uncovered_column(found, extent, period, GRID_MM, named["sacrum"] is not None)
+    uncovered = uncovered_column(found, extent, period, GRID_MM, named["sacrum"] is not None) or (
+        ilia_below_the_lowest_sacrum(column, centres_z, period) if named["sacrum"] == 0 else "")
     lean = sideways_lean_deg(bodies, evidence, named["sacrum"])
     if abs(lean) > SIDEWAYS_LEAN_MAX_DEG and named["names"]:
         named.update(names={}, anchor=None, counting="", confidence="none", reason=(
