@@ -389,7 +389,7 @@ def test_a_missed_disc_above_the_sacrum_is_bridged_only_by_the_sacrum():
     assert loc.named and loc.anchor.startswith("sacrum and T12"), loc.note
     assert loc.body_detector == "between discs, S1 below them"
     assert {"L1", "L2", "L3", "L4", "L5"} <= set(loc.centres)
-    assert _wrong_names({k: v for k, v in loc.centres.items() if k != "S1"}, _truth(label)) == []
+    assert _wrong_names(loc.centres, _truth(label)) == []  # S1 included: the phantom's S1 is one body
 
 
 def test_a_sixth_lumbar_vertebra_over_an_unseen_s1_is_never_called_s1():
@@ -416,3 +416,22 @@ def test_the_naming_benchmark_counts_an_s1_on_a_lumbar_vertebra_as_wrong():
     truth = {"S1": (0.0, 0.0, -110.0), "L6": (0.0, 0.0, -64.0), "L5": (0.0, 0.0, -38.0)}
     assert score({"S1": (0.0, 0.0, -66.0), "L5": (0.0, 0.0, -39.0)}, truth) == ({"L5": 1.0}, 1)
     assert score({"S1": (0.0, 0.0, -92.0)}, truth) == ({}, 0)  # on its own body: not scored
+
+
+def test_a_sacrum_over_more_column_is_in_doubt_unless_the_body_below_is_clear_of_the_ilia(monkeypatch):
+    """The probe a spacing below the lowest body taken for the sacrum: between the iliac wings, or not
+    wholly in view (cut, or the scan too narrow to show the ilia), leaves the sacrum in doubt; only a
+    body seen whole without ilia clears it. A column ending within 1.35 spacings needs no probe."""
+    from spine_lightning.inference import localization as loc_module
+
+    column = (None, None, None, None, None, None, np.array([], int), (0, 200))  # the column from slice 0
+    centres = np.array([60, 75, 90])  # 30 mm apart at 2 mm slices: 120 mm of column below the lowest
+    for probe, doubt in [(dict(cut=False, lateral_view=True, ilia=True), True),
+                         (dict(cut=True, lateral_view=True, ilia=False), True),
+                         (dict(cut=False, lateral_view=False, ilia=False), True),
+                         (dict(cut=False, lateral_view=True, ilia=False), False)]:
+        monkeypatch.setattr(loc_module, "body_evidence", lambda *a, p=probe, **k: p)
+        assert bool(loc_module.ilia_below_the_lowest_sacrum(column, centres, 30.0)) is doubt, probe
+    short = (*column[:-1], (45, 200))  # 30 mm of column below the lowest body: no probe
+    monkeypatch.setattr(loc_module, "body_evidence", lambda *a, **k: dict(cut=True, lateral_view=False, ilia=True))
+    assert loc_module.ilia_below_the_lowest_sacrum(short, centres, 30.0) == ""

@@ -396,7 +396,7 @@ def skipping_none(chain: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     wrong. A disc candidate off the chain at most bodies between its discs means that. A chain whose
     gaps are under twice the shortest body spacing (DISC_GAP_MM) cannot have skipped a disc: the
     bodies either side of it would be too short; a dip half way there is in a core (a vein, noise)."""
-    if len(chain) < 2 or np.median(np.diff(chain)) * GRID_MM < 2 * DISC_GAP_MM[0]:
+    if len(chain) < 2 or np.diff(chain).max() * GRID_MM < 2 * DISC_GAP_MM[0]:
         return chain
     off_chain = np.array([c for c in candidates if np.min(np.abs(chain - c), initial=99) > 2])
     middles = np.array([(a + b) // 2 for a, b in zip(chain, chain[1:], strict=False)])
@@ -934,26 +934,29 @@ def between_discs_down_to_sacrum(column: tuple, discs: np.ndarray, hint: dict | 
     step = int(np.median(np.diff(discs)))
     if counted or len(centres) == 0 or (centres[0] - extent[0]) * GRID_MM <= GAP_RANGE[1] * step * GRID_MM:
         return loc, counted
-    alt, alt_counted = locate_bodies(column, np.r_[centres[0] - step, centres], "between discs, S1 below them", hint)
-    return (alt, alt_counted) if alt_counted and alt.sacrum_index == 0 else (loc, counted)
+    tried = np.r_[centres[0] - step, centres]
+    alt, alt_counted = locate_bodies(column, tried, "between discs, S1 below them", hint)
+    added_is_lowest = with_partial_ends(tried, extent, column[6])[0] == tried[0]  # no cut body put below it
+    return (alt, alt_counted) if alt_counted and added_is_lowest and alt.sacrum_index == 0 else (loc, counted)
 
 
 def ilia_below_the_lowest_sacrum(column: tuple, centres_z: np.ndarray, period_mm: float) -> str:
     """Why the sacrum found at the lowest body is in doubt ("" if it is not): more than GAP_RANGE[1]
-    body spacings of column go on below it, and a body a spacing below would lie between the iliac
-    wings too. The one taken for S1 may then be a sixth lumbar vertebra whose disc below went unseen
-    (its transverse processes against the iliac crests): with S1 missed, T12 six bodies above it
-    agrees with the count, so T12 cannot settle it."""
+    body spacings of column go on below it, and a body a spacing below lies between the iliac wings
+    too, or cannot be seen whole (cut by the scan's edge, or the scan too narrow to show the ilia).
+    The one taken for S1 may then be a sixth lumbar vertebra whose disc below went unseen (its
+    transverse processes against the iliac crests): with S1 missed, T12 six bodies above it agrees
+    with the count, so T12 cannot settle it."""
     grid, hu, bone, view, line, lateral, discs, extent = column
-    step = int(round(period_mm / GRID_MM))
-    below = int(centres_z[0]) - step
-    if (centres_z[0] - extent[0]) * GRID_MM <= GAP_RANGE[1] * period_mm or below < 0:
+    if (centres_z[0] - extent[0]) * GRID_MM <= GAP_RANGE[1] * period_mm:
         return ""
+    below = max(int(centres_z[0]) - int(round(period_mm / GRID_MM)), 0)
     probe = body_evidence(bone, view, line, below, period_mm, GRID_MM, lateral)
-    if probe["cut"] or not probe["ilia"]:
+    if not probe["cut"] and probe["lateral_view"] and not probe["ilia"]:
         return ""
-    return (f"the column goes on {(centres_z[0] - extent[0]) * GRID_MM:.0f} mm below the body taken for the sacrum "
-            "with the iliac wings beside it: that body may be a sixth lumbar vertebra above an S1 not found")
+    return (f"the column goes on {(centres_z[0] - extent[0]) * GRID_MM:.0f} mm below the body taken for the sacrum, "
+            "and a body there lies between the iliac wings or is not wholly in view: the one taken for the "
+            "sacrum may be a sixth lumbar vertebra above an S1 not found")
 
 
 def locate_bodies(column: tuple, centres_z: np.ndarray, detector: str, hint: dict | None,
