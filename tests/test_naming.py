@@ -1,5 +1,6 @@
 """Issue 12: a vertebra is named right, or not at all (weight-free localiser, no checkpoint)."""
 
+import dataclasses
 
 import numpy as np
 import pytest
@@ -167,7 +168,7 @@ def test_a_body_split_or_missed_stops_the_count():
     """A sacrum in view names the bodies above it, but not across a gap where a body was missed or
     split: every name counted over it would be off by one (such a body detector failure once named
     three vertebrae of a phantom wrongly)."""
-    from spine_lightning.inference.localization import name_bodies
+    from spine_lightning.inference.localization.naming import name_bodies
 
     body = dict(cut=False, lateral_view=True, ribs=False, rib_free=True, ilia=False, scan_below_mm=100.0)
     evidence = [dict(body, ilia=True)] + [dict(body) for _ in range(4)]
@@ -180,7 +181,8 @@ def test_a_body_split_or_missed_stops_the_count():
 
 
 def test_spacing_and_coverage_checks():
-    from spine_lightning.inference.localization import irregular_spacing, uncovered_column
+    from spine_lightning.inference.localization.bodies import uncovered_column
+    from spine_lightning.inference.localization.naming import irregular_spacing
 
     ok = [dict(cut=False)] * 5
     assert irregular_spacing([0, 28, 56, 84, 112], ok) == ""
@@ -215,7 +217,7 @@ def test_thick_discs_between_dense_cores_are_not_taken_for_bodies():
 
 
 def test_disc_chain_keeps_the_column_rhythm():
-    from spine_lightning.inference.localization import disc_chain, minima_clear_of_discs, profile_period
+    from spine_lightning.inference.localization.bodies import disc_chain, minima_clear_of_discs, profile_period
 
     prof = np.full(120, 300.0)
     discs = np.arange(10, 120, 15)  # one disc per 30 mm at 2 mm slices
@@ -234,7 +236,7 @@ def test_a_rib_sloping_down_from_t12_is_not_l1s():
     """The lowest ribs slope down beside the vertebra below their own. Bone in L1's slab that
     belongs to a rib whose medial end is at T12 made L1 look rib-bearing, so T12 was never
     established (or, with ribs on both sides, L1 would have been taken for T12)."""
-    from spine_lightning.inference.localization import body_evidence, lateral_parts
+    from spine_lightning.inference.localization.anchors import body_evidence, lateral_parts
 
     spacing, shape = 2.0, (80, 90, 160)  # 2 mm slices: z, y, x
     bone = np.zeros(shape, bool)
@@ -257,7 +259,8 @@ def test_a_rib_sloping_down_from_t12_is_not_l1s():
 
 
 def test_a_vertebra_cut_by_the_edge_is_named_only_in_the_columns_rhythm():
-    from spine_lightning.inference.localization import spaced_like_the_rest, with_partial_ends
+    from spine_lightning.inference.localization.bodies import with_partial_ends
+    from spine_lightning.inference.localization.naming import spaced_like_the_rest
 
     uncut, cut = dict(cut=False), dict(cut=True)
     assert spaced_like_the_rest([0, 30, 60, 90, 120], [uncut] * 4 + [cut]) == [True] * 5
@@ -286,7 +289,7 @@ def test_part_of_l5_below_the_scans_edge_is_named_by_the_count():
 def test_a_body_with_a_dark_core_still_owns_its_bone():
     """An osteoporotic core is not bone and, where its cortical ring is open in the section, not
     filled either: the sacrum's alae were then measured as reaching 0 mm (not a sacrum)."""
-    from spine_lightning.inference.localization import attached_half_width
+    from spine_lightning.inference.localization.anchors import attached_half_width
 
     bone = np.zeros((9, 60, 80), bool)
     yy, xx = np.mgrid[:60, :80]
@@ -325,7 +328,7 @@ def test_the_real_ct_leaning_20_degrees_gets_no_wrong_name():
 
 
 def test_a_body_like_s1_just_below_the_sacrum_puts_it_in_doubt():
-    from spine_lightning.inference.localization import sacrum_in_doubt
+    from spine_lightning.inference.localization.naming import sacrum_in_doubt
 
     ev = [dict(cut=False, ilia=True)] * 2 + [dict(cut=False, ilia=False)] * 3
     assert sacrum_in_doubt(1, ev, [0.0, 30.0, 60.0, 90.0, 120.0]) == 0
@@ -335,7 +338,7 @@ def test_a_body_like_s1_just_below_the_sacrum_puts_it_in_doubt():
 
 
 def test_no_body_is_placed_past_the_column_s_last_endplate():
-    from spine_lightning.inference.localization import bodies_between_discs
+    from spine_lightning.inference.localization.bodies import bodies_between_discs
 
     discs = np.array([10, 25, 40, 55])
     np.testing.assert_array_equal(bodies_between_discs(discs, (2, 63)), [3, 17, 32, 47, 62])
@@ -352,7 +355,7 @@ def test_a_column_leaning_sideways_is_turned_by_its_bodies_and_named_right():
 
 
 def test_the_sideways_lean_is_measured_on_the_uncut_bodies_above_the_sacrum():
-    from spine_lightning.inference.localization import sideways_lean_deg
+    from spine_lightning.inference.localization.naming import sideways_lean_deg
 
     uncut, cut = dict(cut=False), dict(cut=True)
     leaning = [(0.1 * z, 0.0, z) for z in (0.0, 30.0, 60.0, 90.0)]  # 0.1 mm sideways per mm: 5.7°
@@ -365,7 +368,7 @@ def test_the_sideways_lean_is_measured_on_the_uncut_bodies_above_the_sacrum():
 def test_each_disc_gap_keeps_the_columns_period():
     """Dips in the cores off the discs' rhythm: a chain whose gaps drift step by step from them to the
     discs (46 mm down to 28 mm) was as long as the regular one and won; then refused, it left none."""
-    from spine_lightning.inference.localization import disc_chain, skipping_none
+    from spine_lightning.inference.localization.bodies import disc_chain, skipping_none
 
     prof = np.full(130, 300.0)
     discs = [40, 53, 65, 78, 91, 103, 117]  # the discs of a thin-disc phantom, about 26 mm apart
@@ -422,9 +425,10 @@ def test_a_sacrum_over_more_column_is_in_doubt_unless_the_body_below_is_clear_of
     """The probe a spacing below the lowest body taken for the sacrum: between the iliac wings, or not
     wholly in view (cut, or the scan too narrow to show the ilia), leaves the sacrum in doubt; only a
     body seen whole without ilia clears it. A column ending within 1.35 spacings needs no probe."""
-    from spine_lightning.inference import localization as loc_module
+    from spine_lightning.inference.localization import anchors as loc_module
+    from spine_lightning.inference.localization.column import Column
 
-    column = (None, None, None, None, None, None, np.array([], int), (0, 200))  # the column from slice 0
+    column = Column(None, None, None, None, None, None, np.array([], int), (0, 200))  # the column from slice 0
     centres = np.array([60, 75, 90])  # 30 mm apart at 2 mm slices: 120 mm of column below the lowest
     for probe, doubt in [(dict(cut=False, lateral_view=True, ilia=True), True),
                          (dict(cut=True, lateral_view=True, ilia=False), True),
@@ -432,6 +436,6 @@ def test_a_sacrum_over_more_column_is_in_doubt_unless_the_body_below_is_clear_of
                          (dict(cut=False, lateral_view=True, ilia=False), False)]:
         monkeypatch.setattr(loc_module, "body_evidence", lambda *a, p=probe, **k: p)
         assert bool(loc_module.ilia_below_the_lowest_sacrum(column, centres, 30.0)) is doubt, probe
-    short = (*column[:-1], (45, 200))  # 30 mm of column below the lowest body: no probe
+    short = dataclasses.replace(column, extent=(45, 200))  # 30 mm of column below the lowest body: no probe
     monkeypatch.setattr(loc_module, "body_evidence", lambda *a, **k: dict(cut=True, lateral_view=False, ilia=True))
     assert loc_module.ilia_below_the_lowest_sacrum(short, centres, 30.0) == ""

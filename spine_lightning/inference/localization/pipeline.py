@@ -1,0 +1,243 @@
+"""The stages put together: `localize` turns a column lying obliquely upright, finds the bodies
+(core profile minima, else between the discs), reads their evidence, names them from the anchors
+and withdraws the names when the count cannot be trusted (bodies irregularly spaced or leaving part
+of the column without a body, a column leaning sideways, a body cut by the scan's edge out of the
+column's rhythm). Unnamed bodies are still returned (bottom up) so that they can be segmented."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from spine_lightning.data.scan import Scan
+from spine_lightning.inference.localization.anchors import (
+    attached_half_width,
+    body_evidence,
+    ilia_below_the_lowest_sacrum,
+    lateral_parts,
+)
+from spine_lightning.inference.localization.bodies import (
+    DISC_SMOOTH_MM,
+    GAP_RANGE,
+    bodies_between_discs,
+    body_minima,
+    disc_candidates,
+    disc_chain,
+    minima_clear_of_discs,
+    profile_period,
+    skipping_none,
+    uncovered_column,
+    with_partial_ends,
+)
+from spine_lightning.inference.localization.column import (
+    Column,
+    body_profile,
+    column_extent,
+    column_lean,
+    column_on_grid,
+    vertebra_centroid,
+)
+from spine_lightning.inference.localization.grid import GRID_MM
+from spine_lightning.inference.localization.naming import name_bodies, sideways_lean_deg, spaced_like_the_rest
+
+CANCELLOUS_HU = 110.0
+SIDEWAYS_LEAN_MAX_DEG = 5.0  # bodies leaning more than this sideways: turned once more, then not named
+COLUMN_TILT_DEG = 10.0  # a column leaning forwards/backwards more than this (lying obliquely) is turned upright first
+
+
+@dataclass
+class Localisation:
+    centres: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # named only
+    bodies_mm: list[tuple[float, float, float]] = field(default_factory=list)  # all found, bottom up
+    sacrum_index: int | None = None
+    t12_index: int | None = None
+    widths_mm: list[float] = field(default_factory=list)  # lateral reach of each body's bone
+    evidence: list[dict] = field(default_factory=list)  # per body, bottom up
+    named: bool = False
+    anchor: str | None = None  # "sacrum", "T12 (lowest rib-bearing vertebra)", "sacrum and T12", "hint"
+    counting: str = ""
+    confidence: str = "none"  # "high" (two anchors agree), "moderate" (one anchor), "user" (hint)
+    note: str = ""
+    # how the bodies were placed: "core profile minima", "between discs" or "between discs, S1 below them"
+    body_detector: str = ""
+    turned_upright_deg: float = 0.0  # the column's lean in the sagittal plane, turned out first (0: upright)
+    turned_sideways_deg: float = 0.0  # ... and sideways (measured on the bodies of a first look)
+    sideways_lean_deg: float = 0.0  # the bodies' sideways lean as analysed (after any turn)
+
+    def report(self) -> dict:
+        return dict(
+            method="weight-free (bone column, discs and core profile; sacrum and rib (T12) anchors)",
+            bodies_placed=self.body_detector,
+            column_turned_upright_deg=round(self.turned_upright_deg, 1),
+            column_turned_sideways_deg=round(self.turned_sideways_deg, 1),
+            bodies_sideways_lean_deg=round(self.sideways_lean_deg, 1),
+            named=self.named,
+            note=self.note,
+            anchor=self.anchor,
+            counting=self.counting,
+            confidence=self.confidence,
+            bodies_found=len(self.bodies_mm),
+            sacrum_found=self.sacrum_index is not None,
+            t12_found=self.t12_index is not None,
+            bodies_mm=[list(b) for b in self.bodies_mm],
+            evidence=self.evidence,
+            lateral_reach_mm=self.widths_mm,
+            centres_mm={k: list(v) for k, v in self.centres.items()},
+            anchor_mm=self.anchors_mm(),
+        )
+
+    def anchors_mm(self) -> dict[str, list[float]]:
+        """The anchors found (used for the names, or disagreeing): 'sacrum' and/or 'T12' -> centre."""
+        found = {"sacrum": self.sacrum_index, "T12 (lowest ribs)": self.t12_index}
+        return {k: list(self.bodies_mm[i]) for k, i in found.items() if i is not None}
+
+
+def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation:
+    """Vertebra centroids (mm) of a whole CT, named from the anchors in view (or the user's `hint`:
+    `lowest_level` or `levels_in_view`), or left unnamed with the reason why.
+
+    Bodies are first the minima of the smoothed core profile, unless those sit on discs; when they
+    cannot be counted (irregular, or leaving part of the column without a body), or sit on discs,
+    the bodies are placed between the discs found along the column instead."""
+    grid, view, hu, bone, line = column_on_grid(image)
+    if line is None:
+        return Localisation(note="no spine column found: no vertebra is named")
+    centre, forward = column_lean(line, column_extent(bone, line, GRID_MM), grid)
+    forward = forward if abs(forward) >= COLUMN_TILT_DEG else 0.0
+    loc = (localize_on_grid(grid, hu, bone, line, view, hint) if forward == 0.0
+           else localize_turned(image, centre, forward, 0.0, hint))
+    if abs(loc.sideways_lean_deg) > SIDEWAYS_LEAN_MAX_DEG:  # measured on the bodies found: turn that too
+        loc = localize_turned(image, centre, forward, loc.sideways_lean_deg, hint)
+    return loc
+
+
+def localize_turned(image: sitk.Image | Scan, centre, forward_deg: float, sideways_deg: float,
+                    hint: dict | None) -> Localisation:
+    """A patient lying obliquely: `localize` on the CT turned about `centre` so that a column leaning
+    `forward_deg` and `sideways_deg` stands upright (the anchors are read on axial slices), resampled
+    once from the CT; the points found are turned back."""
+    turn = sitk.Euler3DTransform()
+    turn.SetCenter([float(c) for c in centre])
+    turn.SetRotation(-np.radians(forward_deg), np.radians(sideways_deg), 0.0)
+    grid, view, hu, bone, line = column_on_grid(image, turn)
+    if line is None:
+        return Localisation(note="no spine column found: no vertebra is named")
+    loc = localize_on_grid(grid, hu, bone, line, view, hint)
+    loc.bodies_mm = [turn.TransformPoint(p) for p in loc.bodies_mm]
+    loc.centres = {k: turn.TransformPoint(p) for k, p in loc.centres.items()}
+    loc.turned_upright_deg, loc.turned_sideways_deg = forward_deg, sideways_deg
+    return loc
+
+
+def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: np.ndarray, view: np.ndarray,
+                     hint: dict | None) -> Localisation:
+    """`localize` on the canonical grid, the column's centre line found."""
+    minima = body_minima(body_profile(hu, line, GRID_MM), GRID_MM)
+    fine = body_profile(hu, line, GRID_MM, DISC_SMOOTH_MM)
+    candidates, extent = disc_candidates(fine, GRID_MM)[0], column_extent(bone, line, GRID_MM)
+    column = Column(grid, hu, bone, view, line, lateral_parts(bone, line, GRID_MM), candidates, extent)
+    gaps = np.diff(minima) * GRID_MM
+    relative = gaps / np.median(gaps) if len(gaps) else np.zeros(1)
+    regular = GAP_RANGE[0] <= relative.min() and relative.max() <= GAP_RANGE[1]
+    # the column's period: from the minima when they are regular, else from the profile's rhythm
+    # when it is clear, else (a noisy profile) from the minima still
+    period = None if regular else profile_period(fine, extent, GRID_MM)
+    period = period or (float(np.median(gaps)) if len(gaps) else None)
+    discs = skipping_none(disc_chain(fine, GRID_MM, period), candidates)
+    on_discs = not minima_clear_of_discs(minima, discs if len(discs) else candidates, GRID_MM)
+    loc = None
+    if len(minima) and not on_discs:
+        loc, counted = locate_bodies(column, minima, "core profile minima", hint)
+        if counted:
+            return loc
+    if len(discs):
+        alt, alt_counted = between_discs_down_to_sacrum(column, discs, hint)
+        if alt_counted or loc is None:
+            loc = alt
+    if loc is None:  # the minima may be discs, half a vertebra off: segmented, never named
+        loc, _ = locate_bodies(column, minima, "core profile minima", hint, not_named=(
+            "the core profile's minima sit on discs and the discs do not form a regular chain, so the "
+            "bodies cannot be counted"))
+    return loc
+
+
+def between_discs_down_to_sacrum(column: Column, discs: np.ndarray, hint: dict | None) -> tuple[Localisation, bool]:
+    """`locate_bodies` on the bodies between the discs. When more than GAP_RANGE[1] disc spacings of
+    column lie below the lowest of them, the disc under it was missed (L5/S1 thin and tilted by the
+    sacral slope): one more body is tried a disc spacing below, kept only if it is recognised as the
+    sacrum and the bodies can then be counted; a body placed without its disc is never named otherwise."""
+    extent = column.extent
+    centres = bodies_between_discs(discs, extent)
+    loc, counted = locate_bodies(column, centres, "between discs", hint)
+    step = int(np.median(np.diff(discs)))
+    if counted or len(centres) == 0 or centres[0] - extent[0] <= GAP_RANGE[1] * step:  # in slices
+        return loc, counted
+    tried = np.r_[centres[0] - step, centres]
+    alt, alt_counted = locate_bodies(column, tried, "between discs, S1 below them", hint)
+    # no cut body put below it by `with_partial_ends`
+    added_is_lowest = with_partial_ends(tried, extent, column.disc_candidates)[0] == tried[0]
+    return (alt, alt_counted) if alt_counted and added_is_lowest and alt.sacrum_index == 0 else (loc, counted)
+
+
+def locate_bodies(column: Column, centres_z: np.ndarray, detector: str, hint: dict | None,
+                  not_named: str = "") -> tuple[Localisation, bool]:
+    """Centroids, anchors and names of the bodies centred at slices `centres_z` of the column, and
+    whether those bodies could be counted (regularly spaced, covering the column in view).
+    `not_named`: the reason why these bodies must not be named, whatever the anchors say."""
+    grid, hu, bone, view, line = column.grid, column.hu, column.bone, column.view, column.line
+    discs, extent = column.disc_candidates, column.extent
+    if len(centres_z) == 0:
+        return Localisation(note="no vertebral body found: no vertebra is named"), False
+    found = centres_z
+    nominal = with_partial_ends(found, extent, discs)  # may lie past the scan's ends
+    centres_z = np.clip(nominal, 0, hu.shape[0] - 1)
+    bounds = np.clip(np.concatenate([[0], (nominal[1:] + nominal[:-1]) // 2, [hu.shape[0]]]), 0, hu.shape[0])
+    # Cancellous bone of osteoporotic bodies is as dark as 110 HU: count it towards the centroid,
+    # or the dense posterior elements pull the centroid backwards.
+    dense = bone | (ndimage.gaussian_filter(hu, 0.7) > CANCELLOUS_HU)
+    bodies = [
+        grid.TransformContinuousIndexToPhysicalPoint(vertebra_centroid(dense, line, z, lo, hi, GRID_MM))
+        for z, lo, hi in zip(centres_z, bounds[:-1], bounds[1:], strict=True)
+    ]
+    widths = [attached_half_width(bone, (z, line[z, 0], line[z, 1]), GRID_MM) for z in centres_z]
+    gaps = np.diff(found) * GRID_MM
+    period = float(np.median(gaps)) if len(gaps) else 28.0
+    evidence = [body_evidence(bone, view, line, int(z), period, GRID_MM, column.lateral) for z in centres_z]
+    named = name_bodies(evidence, widths, hint, centres_z_mm=[float(z) * GRID_MM for z in centres_z])
+    uncovered = uncovered_column(found, extent, period, GRID_MM, named["sacrum"] is not None) or (
+        ilia_below_the_lowest_sacrum(column, centres_z, period) if named["sacrum"] == 0 else "")
+    lean = sideways_lean_deg(bodies, evidence, named["sacrum"])
+    if abs(lean) > SIDEWAYS_LEAN_MAX_DEG and named["names"]:
+        named.update(names={}, anchor=None, counting="", confidence="none", reason=(
+            f"the column leans {abs(lean):.0f}° sideways in the scan: the anchors and the discs are read on "
+            "axial slices, which cut such a column obliquely, so the count is not trusted"))
+    counted = not (uncovered or named.get("irregular"))
+    if (uncovered or not_named) and named["names"]:
+        named.update(names={}, anchor=None, counting="", confidence="none", reason=not_named or uncovered)
+    counted = counted and not not_named
+    in_rhythm = spaced_like_the_rest([float(z) * GRID_MM for z in nominal], evidence)
+    named["names"] = {k: v for k, v in named["names"].items() if in_rhythm[k]}
+    for k, ev in enumerate(evidence):
+        ev.update(lateral_reach_mm=widths[k], name=named["names"].get(k))
+    loc = Localisation(
+        bodies_mm=bodies,
+        sacrum_index=named["sacrum"],
+        t12_index=named["t12"],
+        widths_mm=widths,
+        evidence=evidence,
+        named=bool(named["names"]),
+        anchor=named["anchor"],
+        counting=named["counting"],
+        confidence=named["confidence"],
+        body_detector=detector,
+    )
+    loc.centres = {name: bodies[k] for k, name in sorted(named["names"].items())}
+    loc.sideways_lean_deg = lean
+    if loc.named:
+        loc.note = f"named {', '.join(loc.centres)} from {loc.anchor}: {loc.counting}"
+    else:
+        loc.note = f"{len(bodies)} vertebral bodies found, not named: {not_named or named['reason'] or uncovered}"
+    return loc, counted
