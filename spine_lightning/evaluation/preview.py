@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-from spine_lightning.core.io import atomic_path  # noqa: E402
 from spine_lightning.data.labels import level_value  # noqa: E402
 from spine_lightning.inference.localization import GRID_MM, canonical_grid  # noqa: E402
+from spine_lightning.inference.preview import save_figure  # noqa: E402
 
 REFERENCE_RGB, PREDICTED_RGB = "lime", "red"
 
@@ -49,9 +49,5 @@ def write_comparison_preview(path: Path, image: sitk.Image, truth: sitk.Image, p
                 ax.text(cols.max() + 3, rows.mean(), lv, color="white", fontsize=9, va="center")
         ax.set_title(f"{name}: reference green, prediction red", fontsize=10)
         ax.set_axis_off()
-    fig.suptitle(title or Path(path).name, fontsize=11)
-    fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
+    save_figure(fig, path, title)
     return present

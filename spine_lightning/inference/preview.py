@@ -75,9 +75,14 @@ def write_preview(
             texts.append(f"anchor: {anchor}")
         ax.set_title(view, fontsize=10)
         ax.set_axis_off()
+    save_figure(fig, path, title)
+    return dict(file=Path(path).name, texts=texts)
+
+
+def save_figure(fig, path: Path, title: str = "") -> None:
+    """Title the figure (the file's name when no title), write it as a PNG atomically, close it."""
     fig.suptitle(title or Path(path).name, fontsize=11)
     fig.tight_layout()
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
-    return dict(file=Path(path).name, texts=texts)
