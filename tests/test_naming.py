@@ -441,10 +441,11 @@ def test_a_sacrum_over_more_column_is_in_doubt_unless_the_body_below_is_clear_of
     assert loc_module.ilia_below_the_lowest_sacrum(short, centres, 30.0) == ""
 
 
-def test_a_body_below_the_discs_is_kept_only_as_the_sacrum_or_under_t12s_names(monkeypatch):
-    """The body tried a spacing below the lowest body between the discs (its disc unseen): kept when
-    it is recognised as the sacrum; kept unnamed under names counted from T12 only when the bodies
-    could not be counted without it and no hint was given; otherwise the bodies between the discs stand."""
+def test_a_body_below_the_discs_is_kept_only_as_the_sacrum_or_unnamed_under_t12s_names(monkeypatch):
+    """The body tried a spacing below the lowest body between the discs (its disc unseen, the column
+    below it otherwise left without a body): kept when it is recognised as the sacrum, or when T12
+    names the bodies and it stays unnamed, with no hint given; otherwise the bodies between the discs
+    stand, unnamed for want of a count."""
     from spine_lightning.inference.localization import pipeline
     from spine_lightning.inference.localization.column import Column
     from spine_lightning.inference.localization.pipeline import Localisation, between_discs_down_to_sacrum
@@ -452,19 +453,22 @@ def test_a_body_below_the_discs_is_kept_only_as_the_sacrum_or_under_t12s_names(m
     column = Column(None, None, None, None, None, None, np.array([], int), (0, 200))
     discs = np.array([70, 88, 106, 124, 142])  # bodies at 61 ... 151, 61 slices of column below them
 
-    def run(first_counted, alt_sacrum, alt_named, hint=None):
+    def run(first_counted, alt_sacrum, alt_named, hint=None, added_name=None):
         def locate(col, centres, detector, hint_, not_named=""):
             if "S1 below" not in detector:
                 return Localisation(named=first_counted, body_detector=detector), first_counted
             assert centres[0] == 61 - 18 and len(centres) == 7  # one spacing below the lowest
-            return Localisation(named=alt_named, sacrum_index=alt_sacrum, body_detector=detector), True
+            evidence = [dict(name=added_name)] + [dict(name=None)] * 6
+            alt = Localisation(named=alt_named, sacrum_index=alt_sacrum, evidence=evidence, body_detector=detector)
+            return alt, True
 
         monkeypatch.setattr(pipeline, "locate_bodies", locate)
         return between_discs_down_to_sacrum(column, discs, hint)[0].body_detector.endswith("S1 below them")
 
-    assert run(False, 0, True) and run(True, 0, True)  # the sacrum found there: kept
-    assert run(False, None, True)  # T12's names, the column below now covered
-    assert not run(True, None, True)  # counted without it: nothing to add
+    assert run(False, 0, True, added_name="S1")  # the sacrum found there: kept
+    assert run(False, None, True)  # T12's names, the column below now covered, the added body unnamed
+    assert not run(False, None, True, added_name="L5")  # T12 too close to count down to it: never named
+    assert not run(True, 0, True)  # counted without it: nothing to add
     assert not run(False, None, False)  # no names: an extra unnamed body is not made up
     assert not run(False, None, True, hint={"lowest_level": "L5"})  # the hint counts from the lowest body
     assert not run(False, 2, True)  # a sacrum elsewhere: the added body is not it

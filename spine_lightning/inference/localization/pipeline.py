@@ -165,18 +165,17 @@ def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: n
 
 
 def between_discs_down_to_sacrum(column: Column, discs: np.ndarray, hint: dict | None) -> tuple[Localisation, bool]:
-    """`locate_bodies` on the bodies between the discs. When more than GAP_RANGE[1] body spacings of
-    column lie below the lowest body placed and no sacrum is among the bodies, the disc under that
-    body was missed (a thin L5/S1 disc tilted by the sacral slope leaves no narrow dip), and the body
-    below it is S1 or L5: one more body is tried a spacing below. It is kept when the bodies can then
-    be counted and it is recognised as the sacrum; or, when the bodies could not be counted without
-    it (that stretch of column left without a body) and no hint is given, when T12 names them (the
-    body six below T12, where S1 should be, is then out of lateral view or cut: `name_bodies`). A
-    body placed without its disc is never named otherwise."""
+    """`locate_bodies` on the bodies between the discs. When they cannot be counted because more
+    than GAP_RANGE[1] body spacings of column below the lowest of them hold no body, the disc under
+    that body was missed (a thin L5/S1 disc tilted by the sacral slope leaves no narrow dip) and the
+    body below it is S1 or L5: one more body is tried a spacing below. It is kept when the bodies
+    can then be counted and it is recognised as the sacrum; or, with no hint given, when T12 names
+    the bodies and this one stays unnamed (S1 is not counted from T12, and the body six below T12
+    must be out of lateral view or cut: `name_bodies`). A body placed without its disc is never named."""
     extent = column.extent
     centres = bodies_between_discs(discs, extent)
     loc, counted = locate_bodies(column, centres, "between discs", hint)
-    if (counted and loc.sacrum_index is not None) or len(centres) < 2:
+    if counted or len(centres) < 2:
         return loc, counted
     step = float(np.median(np.diff(centres)))  # slices; the period `locate_bodies` measures the column by
     if centres[0] - extent[0] <= GAP_RANGE[1] * step:  # the bodies cover the column below
@@ -187,9 +186,8 @@ def between_discs_down_to_sacrum(column: Column, discs: np.ndarray, hint: dict |
     added_is_lowest = with_partial_ends(tried, extent, column.disc_candidates)[0] == tried[0]
     if not (alt_counted and added_is_lowest):
         return loc, counted
-    if alt.sacrum_index == 0 or (not counted and hint is None and alt.sacrum_index is None and alt.named):
-        return alt, alt_counted
-    return loc, counted
+    under_t12 = hint is None and alt.sacrum_index is None and alt.named and alt.evidence[0]["name"] is None
+    return (alt, alt_counted) if alt.sacrum_index == 0 or under_t12 else (loc, counted)
 
 
 def locate_bodies(column: Column, centres_z: np.ndarray, detector: str, hint: dict | None,
