@@ -110,3 +110,32 @@ def test_refinement_refuses_long_moves(default_model):
     coarse = {lv: c for lv, c in localize(image).centres.items() if lv == "L3"}
     refined, moves = refine_centres(default_model, image, coarse, iterations=2, max_shift_mm=0.01)
     assert refined == {"L3": tuple(coarse["L3"])} and moves == {"L3": []}
+
+
+def test_the_column_is_followed_where_the_centre_line_leaves_it_for_the_pelvis():
+    """A column leaning 30° (its bodies 140 mm apart front to back from foot to head) with bone off
+    the midline beside its lower end, like an iliac wing: the first centre line, sought around one
+    place, leaves the bodies for it; the column followed slice by slice stays in the bodies, across
+    discs, and the slices where the centre line left it are marked off the column."""
+    from spine_lightning.inference.localization.column import column_centre_line, on_the_column
+
+    n, spacing = 120, 2.0
+    bone = np.zeros((n, 120, 110), bool)
+    yy, xx = np.mgrid[:120, :110]
+    centre_y = 20.0 + np.tan(np.radians(30.0)) * np.arange(n)  # y grows to the back (LPS)
+    for z in range(n):
+        if z % 15 in (0, 1):  # a disc: no bone in the body
+            continue
+        bone[z] |= (yy - centre_y[z]) ** 2 + (xx - 55) ** 2 <= 8**2  # a body 32 mm across
+        bone[z] |= (np.abs(yy - centre_y[z] - 16) <= 2) & (np.abs(xx - 55) <= 6)  # its arch behind
+    bone[:25] |= (np.abs(yy - 55) <= 8) & (xx >= 69) & (xx <= 81)  # an iliac wing, on one side
+    line = column_centre_line(bone, bone, spacing)
+    followed, on = on_the_column(bone, line, spacing)
+    in_body = [z for z in range(n) if z % 15 not in (0, 1)]
+    # the body's centre, as the centre line places it: 15 mm behind its front
+    expected = centre_y - 8 + 15.0 / spacing
+    assert np.abs(followed[in_body, 0] - expected[in_body]).max() * spacing < 4.0
+    assert np.abs(followed[in_body, 1] - 55).max() * spacing < 4.0
+    off = np.hypot(line[:, 0] - expected, line[:, 1] - 55) * spacing  # mm off the bodies
+    assert (off[:25] > 40.0).any()  # the test's premise: the first line did leave them for the wing
+    assert not on[off > 40.0].any() and on[off < 20.0].all()

@@ -8,6 +8,7 @@ import SimpleITK as sitk
 
 from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
+from spine_lightning.data.labels import TOTALSEG_IDS as ALL_TOTALSEG_IDS
 from spine_lightning.data.labels import VERSE_NAMES, label_value
 from spine_lightning.data.oblique import lying_obliquely
 from spine_lightning.data.phantom import PhantomSpec, make_phantom
@@ -315,16 +316,35 @@ def test_a_patient_lying_obliquely_is_turned_upright_and_named_right(lean_deg):
     assert max(np.linalg.norm(np.subtract(loc.centres[k], truth[k])) for k in ("L2", "L3", "L4")) < 0.25 * spacing
 
 
-def test_the_real_ct_leaning_20_degrees_gets_no_wrong_name():
+def _real_ct_lying(forwards_deg: float):
+    image, label = lying_obliquely(sitk.ReadImage(str(REAL / "lumbar_ct_3mm.nii.gz")),
+                                   sitk.ReadImage(str(REAL / "lumbar_ct_3mm_vertebrae.nii.gz")), forwards_deg, 0.0)
+    return image, {ALL_TOTALSEG_IDS[v]: c for v, c in label_centroids(label).items() if v in ALL_TOTALSEG_IDS}
+
+
+@pytest.mark.parametrize("lean_deg", [20.0, 15.0, -15.0])
+def test_the_real_ct_lying_obliquely_gets_no_wrong_name(lean_deg):
     """Turned upright, the real CT's L5 (transverse processes against the iliac crests) looked like
     a sacrum with the true S1 one body below it: named one level low until such a doubt, with no T12
-    to settle it, left the scan unnamed."""
-    image, label = lying_obliquely(sitk.ReadImage(str(REAL / "lumbar_ct_3mm.nii.gz")),
-                                   sitk.ReadImage(str(REAL / "lumbar_ct_3mm_vertebrae.nii.gz")), 20.0, 0.0)
-    truth = {TOTALSEG_IDS[v]: c for v, c in label_centroids(label).items() if v in TOTALSEG_IDS}
+    to settle it, left the scan unnamed. Leaning 15° backwards it was named one level off while the
+    centre line, leaving the column below S1, placed bodies in the pelvis and missed S1."""
+    image, truth = _real_ct_lying(lean_deg)
     loc = localize(image)
-    lumbar = {k: v for k, v in loc.centres.items() if k in truth and k != "S1"}
-    assert set(loc.centres) <= set(truth) and _wrong_names(lumbar, truth) == [], loc.note
+    named = {k: v for k, v in loc.centres.items() if k != "S1"}  # S1's label spans the whole sacrum
+    assert set(named) <= set(truth) and _wrong_names(named, truth) == [], loc.note
+
+
+@pytest.mark.parametrize("lean_deg", [10.0, -12.0])
+def test_the_real_ct_lying_obliquely_is_turned_by_its_followed_column_and_named_right(lean_deg):
+    """The lean is measured on the column followed slice by slice: the first centre line runs into
+    the pelvis below S1, and its fit read the real CT leaning 10° forwards as upright, which was then
+    named one level low (bodies found in the pelvis hid an S1 not found) and leaning 12° backwards
+    was left unnamed."""
+    image, truth = _real_ct_lying(lean_deg)
+    loc = localize(image)
+    assert np.sign(loc.turned_upright_deg) == -np.sign(lean_deg), loc.report()["column_turned_upright_deg"]
+    named = {k: v for k, v in loc.centres.items() if k != "S1"}
+    assert {"L1", "L2", "L3", "L4", "L5"} <= set(named) and _wrong_names(named, truth) == [], loc.note
 
 
 def test_a_body_like_s1_just_below_the_sacrum_puts_it_in_doubt():
@@ -435,10 +455,10 @@ def test_a_sacrum_over_more_column_is_in_doubt_unless_the_body_below_is_clear_of
                          (dict(cut=False, lateral_view=False, ilia=False), True),
                          (dict(cut=False, lateral_view=True, ilia=False), False)]:
         monkeypatch.setattr(loc_module, "body_evidence", lambda *a, p=probe, **k: p)
-        assert bool(loc_module.ilia_below_the_lowest_sacrum(column, centres, 30.0)) is doubt, probe
+        assert bool(loc_module.ilia_below_the_sacrum(column, centres[0], 30.0)) is doubt, probe
     short = dataclasses.replace(column, extent=(45, 200))  # 30 mm of column below the lowest body: no probe
     monkeypatch.setattr(loc_module, "body_evidence", lambda *a, **k: dict(cut=True, lateral_view=False, ilia=True))
-    assert loc_module.ilia_below_the_lowest_sacrum(short, centres, 30.0) == ""
+    assert loc_module.ilia_below_the_sacrum(short, centres[0], 30.0) == ""
 
 
 def test_a_body_below_the_discs_is_kept_only_as_the_sacrum_or_unnamed_under_t12s_names(monkeypatch):

@@ -200,20 +200,20 @@ def find_t12(evidence: list[dict]) -> int | None:
     return None
 
 
-def ilia_below_the_lowest_sacrum(column: Column, centres_z: np.ndarray, period_mm: float) -> str:
-    """Why the sacrum found at the lowest body is in doubt ("" if it is not): more than GAP_RANGE[1]
-    body spacings of column go on below it, and a body a spacing below lies between the iliac wings
-    too, or cannot be seen whole (cut by the scan's edge, or the scan too narrow to show the ilia).
-    The one taken for S1 may then be a sixth lumbar vertebra whose disc below went unseen (its
-    transverse processes against the iliac crests): with S1 missed, T12 six bodies above it agrees
-    with the count, so T12 cannot settle it."""
-    extent = column.extent
-    if (centres_z[0] - extent[0]) * GRID_MM <= GAP_RANGE[1] * period_mm:
+def ilia_below_the_sacrum(column: Column, sacrum_z: int, period_mm: float) -> str:
+    """Why the sacrum found at slice `sacrum_z`, with no body found within GAP_RANGE[1] body
+    spacings below it, is in doubt ("" if it is not): more than that much column goes on below it,
+    and a body a spacing below lies between the iliac wings too, or cannot be seen whole (cut by the
+    scan's edge, or the scan too narrow to show the ilia). The one taken for S1 may then be a sixth
+    lumbar vertebra, or L5 (its transverse processes against the iliac crests), above an S1 not
+    found: with S1 missed, T12 six bodies above it agrees with the count, so T12 cannot settle it."""
+    room_mm = (sacrum_z - column.extent[0]) * GRID_MM
+    if room_mm <= GAP_RANGE[1] * period_mm:
         return ""
-    below = max(int(centres_z[0]) - int(round(period_mm / GRID_MM)), 0)
+    below = max(int(sacrum_z) - int(round(period_mm / GRID_MM)), 0)
     probe = body_evidence(column.bone, column.view, column.line, below, period_mm, GRID_MM, column.lateral)
     if not probe["cut"] and probe["lateral_view"] and not probe["ilia"]:
         return ""
-    return (f"the column goes on {(centres_z[0] - extent[0]) * GRID_MM:.0f} mm below the body taken for the sacrum, "
+    return (f"the column goes on {room_mm:.0f} mm below the body taken for the sacrum with no body found there, "
             "and a body there lies between the iliac wings or is not wholly in view: the one taken for the "
-            "sacrum may be a sixth lumbar vertebra above an S1 not found")
+            "sacrum may be L5 or a sixth lumbar vertebra above an S1 not found")

@@ -1,6 +1,8 @@
 """Stage 2: the spine column, the bone that persists over most axial slices, tracked slice by slice
-and smoothed into a centre line through the vertebral bodies; along it, the core profile (the mean HU
-of a thin disk across the column's axis), the column's extent and lean, and a body's centroid."""
+and smoothed into a centre line through the vertebral bodies, then followed from its middle body by
+body (where the centre line, sought around one place, leaves it for the pelvis); along it, the core
+profile (the mean HU of a thin disk across the column's axis), the column's extent and lean, and a
+body's centroid."""
 
 from __future__ import annotations
 
@@ -17,11 +19,18 @@ SOFT_TISSUE_MAX_HU = 60.0
 BODY_RADIUS_MM = 8.0  # the profile disk: inside the cancellous core of every lumbar body
 AXIS_SMOOTH_MM = 15.0  # the column's axis: the centre line smoothed over about half a vertebra
 COLUMN_RADIUS_MM = 40.0
+# following the column slice by slice (`follow_column`)
+TRACK_RADIUS_MM = 20.0  # the body's front is sought this close to where it was
+TRACK_FRONT_MM = 6.0  # the front: the first row with this much bone across (not a speck)
+TRACK_MIN_AREA_MM2 = 200.0  # a body's cross-section is 800-1500 mm^2; a disc's rim much less
+TRACK_STEP_MM = 4.0  # the body moves at most this much per slice since it was last seen
+OFF_COLUMN_MM = 30.0  # the centre line this far from the column followed: outside its bodies
 VERTEBRA_HALF_HEIGHT_MM = 12.0
 VERTEBRA_HALF_WIDTH_MM = 45.0
 VERTEBRA_BACK_MM = 75.0
 MIDLINE_BAND_MM = 25.0
-BODY_HALF_DEPTH_MM = 15.0  # lumbar bodies are 25-35 mm apart
+BODY_HALF_DEPTH_MM = 15.0  # lumbar bodies are 25-35 mm deep
+BODY_HALF_WIDTH_MM = 30.0  # lumbar bodies are 40-55 mm wide: the band's mean is not pulled
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,8 @@ def column_centre_line(bone: np.ndarray, body: np.ndarray, spacing: float) -> np
 
     The column is the bone that persists over most slices near the body's left-right midline
     (the pelvis and ribs persist too, but off the midline); in each slice the vertebral body is
-    the column's anterior part.
+    the column's anterior part, sought within COLUMN_RADIUS_MM of that one place (below the sacrum
+    or beside a column leaning in the scan, that reaches into the pelvis: `on_the_column`).
     """
     xx_all = np.arange(bone.shape[2])
     mid_x = float((body.sum(axis=(0, 1)) * xx_all).sum() / max(body.sum(), 1))
@@ -64,9 +74,39 @@ def column_centre_line(bone: np.ndarray, body: np.ndarray, spacing: float) -> np
         body = near & (yy <= front + 2 * BODY_HALF_DEPTH_MM / spacing)
         line[z] = (front + BODY_HALF_DEPTH_MM / spacing, xx[body].mean())
         weights[z] = body.sum()
-    # Slices with little bone (discs) follow their neighbours.
+    return smooth_line(line, weights, spacing)
+
+
+def smooth_line(line: np.ndarray, weights: np.ndarray, spacing: float) -> np.ndarray:
+    """The centre line smoothed, each slice weighted by the body's bone found there: slices with
+    little bone (discs) follow their neighbours."""
     w = ndimage.gaussian_filter1d(weights, 5.0 / spacing) + 1e-6
     return np.stack([ndimage.gaussian_filter1d(line[:, i] * weights, 5.0 / spacing) / w for i in (0, 1)], 1)
+
+
+def follow_column(bone: np.ndarray, first: np.ndarray, start: int, spacing: float) -> np.ndarray:
+    """The centre line followed slice by slice up and down from slice `start` of the first pass:
+    in each slice the body is sought in front of where it was (its front within TRACK_RADIUS_MM),
+    and taken only when big enough (not a disc's rim or the posterior elements beside a disc) and
+    where the body was, give or take TRACK_STEP_MM a slice. Slices where it is not taken hold the
+    line where it was seen last."""
+    yy, xx = np.mgrid[: bone.shape[1], : bone.shape[2]]
+    half, r, wide = BODY_HALF_DEPTH_MM / spacing, TRACK_RADIUS_MM / spacing, BODY_HALF_WIDTH_MM / spacing
+    line, weights = np.zeros_like(first), np.zeros(len(first))
+    for slices in (range(start, len(first)), range(start - 1, -1, -1)):
+        point, since = first[start].copy(), 0
+        for z in slices:
+            line[z], since = point, since + 1
+            near = ((yy - point[0] + half) ** 2 + (xx - point[1]) ** 2 <= r**2) & bone[z]
+            rows = np.flatnonzero(near.sum(axis=1) >= TRACK_FRONT_MM / spacing)  # not a speck
+            if not len(rows):
+                continue
+            body = bone[z] & (np.abs(xx - point[1]) <= wide) & (yy >= rows[0]) & (yy <= rows[0] + 2 * half)
+            found = np.array([rows[0] + half, xx[body].mean()])
+            if body.sum() * spacing**2 >= TRACK_MIN_AREA_MM2 and (
+                    np.hypot(*(found - point)) * spacing <= TRACK_STEP_MM * since):
+                line[z], weights[z], point, since = found, body.sum(), found, 0
+    return smooth_line(line, weights + 1e-3 * max(weights.max(), 1.0), spacing)
 
 
 def disk_offsets(line: np.ndarray, spacing: float) -> np.ndarray:
@@ -123,6 +163,15 @@ def vertebra_centroid(
     if keep.sum() < 10:
         return float(cx), float(cy), float(z)
     return float(xx[keep].mean()), float(yy[keep].mean()), float(zz[keep].mean() + z0)
+
+
+def on_the_column(bone: np.ndarray, line: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """The column followed slice by slice from the middle of the centre line's extent
+    (`follow_column`), and the slices where the centre line lies on it (within OFF_COLUMN_MM):
+    elsewhere the centre line has left the column for the pelvis, and what it finds there are not
+    vertebral bodies."""
+    followed = follow_column(bone, line, int(np.mean(column_extent(bone, line, spacing))), spacing)
+    return followed, np.hypot(*(line - followed).T) * spacing <= OFF_COLUMN_MM
 
 
 def column_extent(bone: np.ndarray, line: np.ndarray, spacing: float) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from spine_lightning.data.scan import Scan
 from spine_lightning.inference.localization.anchors import (
     attached_half_width,
     body_evidence,
-    ilia_below_the_lowest_sacrum,
+    ilia_below_the_sacrum,
     lateral_parts,
 )
 from spine_lightning.inference.localization.bodies import (
@@ -38,6 +38,7 @@ from spine_lightning.inference.localization.column import (
     column_extent,
     column_lean,
     column_on_grid,
+    on_the_column,
     vertebra_centroid,
 )
 from spine_lightning.inference.localization.grid import GRID_MM
@@ -101,11 +102,13 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
 
     Bodies are first the minima of the smoothed core profile, unless those sit on discs; when they
     cannot be counted (irregular, or leaving part of the column without a body), or sit on discs,
-    the bodies are placed between the discs found along the column instead."""
+    the bodies are placed between the discs found along the column instead. The column's lean
+    (turned upright beyond COLUMN_TILT_DEG) is measured on the column followed slice by slice."""
     grid, view, hu, bone, line = column_on_grid(image)
     if line is None:
         return Localisation(note="no spine column found: no vertebra is named")
-    centre, forward = column_lean(line, column_extent(bone, line, GRID_MM), grid)
+    followed, _ = on_the_column(bone, line, GRID_MM)  # the centre line may run into the pelvis below S1
+    centre, forward = column_lean(followed, column_extent(bone, followed, GRID_MM), grid)
     forward = forward if abs(forward) >= COLUMN_TILT_DEG else 0.0
     loc = (localize_on_grid(grid, hu, bone, line, view, hint) if forward == 0.0
            else localize_turned(image, centre, forward, 0.0, hint))
@@ -134,10 +137,17 @@ def localize_turned(image: sitk.Image | Scan, centre, forward_deg: float, sidewa
 
 def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: np.ndarray, view: np.ndarray,
                      hint: dict | None) -> Localisation:
-    """`localize` on the canonical grid, the column's centre line found."""
+    """`localize` on the canonical grid, the column's centre line found. Bodies and discs are sought
+    only where the centre line is on the column followed slice by slice, and the column's extent is
+    that of the column followed: below S1 the centre line may run into the pelvis, where a minimum
+    of its profile is no body (a body placed there hid an S1 not found, and L5 was called S1)."""
+    followed, on = on_the_column(bone, line, GRID_MM)  # neither bodies nor discs where the line left the column
+    extent = column_extent(bone, followed, GRID_MM)
     minima = body_minima(body_profile(hu, line, GRID_MM), GRID_MM)
+    minima = minima[on[minima]]
     fine = body_profile(hu, line, GRID_MM, DISC_SMOOTH_MM)
-    candidates, extent = disc_candidates(fine, GRID_MM)[0], column_extent(bone, line, GRID_MM)
+    candidates = disc_candidates(fine, GRID_MM)[0]
+    candidates = candidates[on[candidates]]
     column = Column(grid, hu, bone, view, line, lateral_parts(bone, line, GRID_MM), candidates, extent)
     gaps = np.diff(minima) * GRID_MM
     relative = gaps / np.median(gaps) if len(gaps) else np.zeros(1)
@@ -147,6 +157,7 @@ def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: n
     period = None if regular else profile_period(fine, extent, GRID_MM)
     period = period or (float(np.median(gaps)) if len(gaps) else None)
     discs = skipping_none(disc_chain(fine, GRID_MM, period), candidates)
+    discs = discs[on[discs]] if len(discs) else discs
     on_discs = not minima_clear_of_discs(minima, discs if len(discs) else candidates, GRID_MM)
     loc = None
     if len(minima) and not on_discs:
@@ -215,8 +226,12 @@ def locate_bodies(column: Column, centres_z: np.ndarray, detector: str, hint: di
     period = float(np.median(gaps)) if len(gaps) else 28.0
     evidence = [body_evidence(bone, view, line, int(z), period, GRID_MM, column.lateral) for z in centres_z]
     named = name_bodies(evidence, widths, hint, centres_z_mm=[float(z) * GRID_MM for z in centres_z])
-    uncovered = uncovered_column(found, extent, period, GRID_MM, named["sacrum"] is not None) or (
-        ilia_below_the_lowest_sacrum(column, centres_z, period) if named["sacrum"] == 0 else "")
+    sacrum = named["sacrum"]
+    # no body in rhythm below the sacrum (the lowest, or only cut bodies or the pelvis's far below it)
+    nothing_below = sacrum is not None and (
+        sacrum == 0 or (centres_z[sacrum] - centres_z[sacrum - 1]) * GRID_MM > GAP_RANGE[1] * period)
+    uncovered = uncovered_column(found, extent, period, GRID_MM, sacrum is not None) or (
+        ilia_below_the_sacrum(column, int(centres_z[sacrum]), period) if nothing_below else "")
     lean = sideways_lean_deg(bodies, evidence, named["sacrum"])
     if abs(lean) > SIDEWAYS_LEAN_MAX_DEG and named["names"]:
         named.update(names={}, anchor=None, counting="", confidence="none", reason=(
