@@ -116,7 +116,8 @@ def test_the_column_is_followed_where_the_centre_line_leaves_it_for_the_pelvis()
     """A column leaning 30° (its bodies 140 mm apart front to back from foot to head) with bone off
     the midline beside its lower end, like an iliac wing: the first centre line, sought around one
     place, leaves the bodies for it; the column followed slice by slice stays in the bodies, across
-    discs, and the slices where the centre line left it are marked off the column."""
+    discs with bone in front of them (not taken: too far from the body last seen), and the slices
+    where the centre line left it are marked off the column."""
     from spine_lightning.inference.localization.column import column_centre_line, on_the_column
 
     n, spacing = 120, 2.0
@@ -124,7 +125,8 @@ def test_the_column_is_followed_where_the_centre_line_leaves_it_for_the_pelvis()
     yy, xx = np.mgrid[:120, :110]
     centre_y = 20.0 + np.tan(np.radians(30.0)) * np.arange(n)  # y grows to the back (LPS)
     for z in range(n):
-        if z % 15 in (0, 1):  # a disc: no bone in the body
+        if z % 15 in (0, 1):  # a disc: no bone in the body, a body-sized calcification just in front
+            bone[z] |= (np.abs(yy - centre_y[z] + 16) <= 4) & (np.abs(xx - 55) <= 5)
             continue
         bone[z] |= (yy - centre_y[z]) ** 2 + (xx - 55) ** 2 <= 8**2  # a body 32 mm across
         bone[z] |= (np.abs(yy - centre_y[z] - 16) <= 2) & (np.abs(xx - 55) <= 6)  # its arch behind

@@ -1,6 +1,6 @@
 """Stage 2: the spine column, the bone that persists over most axial slices, tracked slice by slice
-and smoothed into a centre line through the vertebral bodies, then followed from its middle body by
-body (where the centre line, sought around one place, leaves it for the pelvis); along it, the core
+and smoothed into a centre line through the vertebral bodies, then followed from its middle slice by
+slice (where the centre line, sought around one place, leaves it for the pelvis); along it, the core
 profile (the mean HU of a thin disk across the column's axis), the column's extent and lean, and a
 body's centroid."""
 
@@ -24,13 +24,14 @@ TRACK_RADIUS_MM = 20.0  # the body's front is sought this close to where it was
 TRACK_FRONT_MM = 6.0  # the front: the first row with this much bone across (not a speck)
 TRACK_MIN_AREA_MM2 = 200.0  # a body's cross-section is 800-1500 mm^2; a disc's rim much less
 TRACK_STEP_MM = 4.0  # the body moves at most this much per slice since it was last seen
+TRACK_LOST_MM = 40.0  # a vertebra and its disc: no body over this far, and the column has ended
 OFF_COLUMN_MM = 30.0  # the centre line this far from the column followed: outside its bodies
 VERTEBRA_HALF_HEIGHT_MM = 12.0
 VERTEBRA_HALF_WIDTH_MM = 45.0
 VERTEBRA_BACK_MM = 75.0
 MIDLINE_BAND_MM = 25.0
 BODY_HALF_DEPTH_MM = 15.0  # lumbar bodies are 25-35 mm deep
-BODY_HALF_WIDTH_MM = 30.0  # lumbar bodies are 40-55 mm wide: the band's mean is not pulled
+BODY_HALF_WIDTH_MM = 30.0  # lumbar bodies are 40-55 mm wide: a band this wide holds all of one
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,9 @@ def follow_column(bone: np.ndarray, first: np.ndarray, start: int, spacing: floa
     """The centre line followed slice by slice up and down from slice `start` of the first pass:
     in each slice the body is sought in front of where it was (its front within TRACK_RADIUS_MM),
     and taken only when big enough (not a disc's rim or the posterior elements beside a disc) and
-    where the body was, give or take TRACK_STEP_MM a slice. Slices where it is not taken hold the
-    line where it was seen last."""
+    where the body was, give or take TRACK_STEP_MM for each slice since it was last taken. Slices
+    where it is not taken hold the line where it was seen last; past TRACK_LOST_MM without a body
+    the column has ended, and bone further on (the pelvis below the sacrum) is not followed."""
     yy, xx = np.mgrid[: bone.shape[1], : bone.shape[2]]
     half, r, wide = BODY_HALF_DEPTH_MM / spacing, TRACK_RADIUS_MM / spacing, BODY_HALF_WIDTH_MM / spacing
     line, weights = np.zeros_like(first), np.zeros(len(first))
@@ -97,6 +99,8 @@ def follow_column(bone: np.ndarray, first: np.ndarray, start: int, spacing: floa
         point, since = first[start].copy(), 0
         for z in slices:
             line[z], since = point, since + 1
+            if since * spacing > TRACK_LOST_MM:  # the column ended (or was lost): not picked up again
+                break
             near = ((yy - point[0] + half) ** 2 + (xx - point[1]) ** 2 <= r**2) & bone[z]
             rows = np.flatnonzero(near.sum(axis=1) >= TRACK_FRONT_MM / spacing)  # not a speck
             if not len(rows):

@@ -138,11 +138,12 @@ def localize_turned(image: sitk.Image | Scan, centre, forward_deg: float, sidewa
 def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: np.ndarray, view: np.ndarray,
                      hint: dict | None) -> Localisation:
     """`localize` on the canonical grid, the column's centre line found. Bodies and discs are sought
-    only where the centre line is on the column followed slice by slice, and the column's extent is
-    that of the column followed: below S1 the centre line may run into the pelvis, where a minimum
-    of its profile is no body (a body placed there hid an S1 not found, and L5 was called S1)."""
-    followed, on = on_the_column(bone, line, GRID_MM)  # neither bodies nor discs where the line left the column
-    extent = column_extent(bone, followed, GRID_MM)
+    only where the centre line is on the column followed slice by slice: below S1 it may run into
+    the pelvis, where a minimum of its profile is no body (a body placed there hid an S1 not found,
+    and L5 was called S1). The column's extent stays the centre line's: bone going on below a
+    sacrum, pelvis or not, keeps the probe for an S1 not found (`ilia_below_the_sacrum`) running."""
+    _, on = on_the_column(bone, line, GRID_MM)  # neither bodies nor discs where the line left the column
+    extent = column_extent(bone, line, GRID_MM)
     minima = body_minima(body_profile(hu, line, GRID_MM), GRID_MM)
     minima = minima[on[minima]]
     fine = body_profile(hu, line, GRID_MM, DISC_SMOOTH_MM)
@@ -157,7 +158,7 @@ def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: n
     period = None if regular else profile_period(fine, extent, GRID_MM)
     period = period or (float(np.median(gaps)) if len(gaps) else None)
     discs = skipping_none(disc_chain(fine, GRID_MM, period), candidates)
-    discs = discs[on[discs]] if len(discs) else discs
+    discs = discs[on[discs]]
     on_discs = not minima_clear_of_discs(minima, discs if len(discs) else candidates, GRID_MM)
     loc = None
     if len(minima) and not on_discs:
