@@ -44,8 +44,9 @@ def large_phantom(size, path: Path) -> None:
     sitk.WriteImage(big, str(path), useCompression=False)
 
 
-def predict_large(ckpt: str, size) -> tuple[dict, float, float]:
-    """Predict on a procedural CT of `size` voxels: (report, seconds to make the CT, RSS before)."""
+def predict_large(ckpt: str, size, **settings) -> tuple[dict, float, float]:
+    """Predict on a procedural CT of `size` voxels: (report, seconds to make the CT, RSS before).
+    `settings`: predict.py settings other than its defaults (e.g. precision="fp32")."""
     with tempfile.TemporaryDirectory() as tmp:
         ct = Path(tmp) / "large.nii"
         t = time.perf_counter()
@@ -53,7 +54,7 @@ def predict_large(ckpt: str, size) -> tuple[dict, float, float]:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             pool.submit(large_phantom, size, ct).result()
         make_s, rss_before = time.perf_counter() - t, peak_rss_mb()
-        cfg = predict_config(ckpt_path=str(ckpt), input=str(ct), output_dir=str(Path(tmp) / "out"))
+        cfg = predict_config(ckpt_path=str(ckpt), input=str(ct), output_dir=str(Path(tmp) / "out"), **settings)
         report = predict(cfg)[0]
         json.loads((Path(tmp) / "out" / "large_report.json").read_text())
     return report, make_s, rss_before

@@ -141,7 +141,7 @@ CPU_MODES = {"fp32": (False, False), "channels_last": (True, False), "bf16": (Fa
 def cpu_modes(zyx, batch: int = 2, repeats: int = 5, net=CPU_NET) -> dict:
     """Seconds per training step of the default CPU network in each memory layout and precision,
     the same weights and batch; rounds interleave the modes so that drift hits all alike."""
-    from spine_lightning.training.speed import use_channels_last
+    from spine_lightning.models.memory_format import use_channels_last
 
     torch.manual_seed(0)
     first = SpineSegmentationModule(net=net, levels=["L3"], epsilon=0.0)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spine_lightning.core.errors import SpineError
+from spine_lightning.core.errors import ConfigError, SpineError
 from spine_lightning.inference.checkpoints import inference_checkpoint, load_segmentation_module
 from spine_lightning.training.module import SpineSegmentationModule
 
@@ -55,9 +55,28 @@ def test_inference_checkpoint_keeps_weights_and_drops_training_state(tmp_path):
     slim = torch.load(tmp_path / "model.ckpt", weights_only=True)
     assert "optimizer_states" not in slim and slim["epoch"] == 3
     assert (tmp_path / "model.ckpt").stat().st_size < (tmp_path / "last.ckpt").stat().st_size
-    x = torch.randn(1, 1, 8, 8, 8)
-    assert torch.equal(load_segmentation_module(tmp_path / "model.ckpt")(x), module.eval()(x))
+    loaded = load_segmentation_module(tmp_path / "model.ckpt")
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, module.state_dict()[key]), key
+    x = torch.randn(1, 1, 8, 8, 8)  # loaded channels-last: the same output up to float rounding
+    torch.testing.assert_close(loaded(x), module.eval()(x), rtol=1e-4, atol=1e-5)
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(SpineError, match="junk.ckpt"):
         inference_checkpoint(tmp_path / "junk.ckpt", tmp_path / "out.ckpt")
     assert not (tmp_path / "out.ckpt").exists()
+
+
+def test_bf16_inference_gives_float32_probabilities_close_to_fp32(tmp_path):
+    module = SpineSegmentationModule(net=NET, levels=["L2", "L3"])
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, tmp_path / "m.ckpt")
+    full = load_segmentation_module(tmp_path / "m.ckpt", precision="fp32")
+    half = load_segmentation_module(tmp_path / "m.ckpt", precision="bf16")
+    assert half.bf16 and not full.bf16
+    x = torch.randn(1, 1, 8, 8, 8)
+    with torch.no_grad():
+        p_full, p_half = (torch.softmax(m(x), dim=1) for m in (full, half))
+    assert p_half.dtype == torch.float32
+    assert not torch.equal(p_half, p_full)  # bf16 did run
+    assert (p_half - p_full).abs().max() < 0.05
+    with pytest.raises(ConfigError, match="precision"):
+        load_segmentation_module(tmp_path / "m.ckpt", precision="fp16")

@@ -332,7 +332,8 @@ def test_crop_filling_masks_are_skipped_not_meshed(real_case, tmp_path, monkeypa
     module = SpineSegmentationModule(net=net, levels=["L2", "L3", "L4", "L5"],
                                      preprocessing=dict(spacing=3.0, crop_size=[32, 48, 32]))
     module.net = _AllForeground()
-    monkeypatch.setattr(predict_module, "load_segmentation_module", lambda path: module.eval())
+    module.bf16 = False
+    monkeypatch.setattr(predict_module, "load_segmentation_module", lambda path, precision: module.eval())
     ckpt = tmp_path / "any.ckpt"
     ckpt.write_bytes(b"hashed only")
     out = tmp_path / "out"

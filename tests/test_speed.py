@@ -7,7 +7,8 @@ from conftest import ROOT
 from hydra import compose, initialize_config_dir
 
 from spine_lightning.models import GCNResidualFCN
-from spine_lightning.training.speed import apply_speed_options, use_channels_last
+from spine_lightning.models.memory_format import use_channels_last
+from spine_lightning.training.speed import apply_speed_options
 
 
 def small_net():

@@ -72,7 +72,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     cfg.ckpt_path = str(checkpoint_path(cfg.get("ckpt_path")))  # none given: the bundled model
     if cfg.centroids not in CENTROID_SOURCES:
         raise ConfigError("centroids", cfg.centroids, f"one of {', '.join(CENTROID_SOURCES)}")
-    module = load_segmentation_module(cfg.ckpt_path)
+    module = load_segmentation_module(cfg.ckpt_path, precision=cfg.precision)
     levels = list(cfg.levels or module.hparams.levels)
     subjects = [s for s in hydra.utils.instantiate(cfg.data.subjects) if cfg.split in (None, "all", s.split)]
     if not subjects:

@@ -160,6 +160,7 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
         settings=dict(
             levels=levels,
             preprocessing=preprocessing_of(module),
+            precision="bf16" if module.bf16 else "fp32",
             smoothing_iterations=int(cfg.mesh.smoothing_iterations),
             label_values={
                 **{lv: label_value(lv) for lv in (levels if named else written)},
@@ -210,7 +211,7 @@ def predict(cfg: DictConfig) -> list[dict]:
         raise SpineError(f"input={cfg.input}: centroids and reference apply to one CT, not to a folder of CTs")
     if cfg.get("localizer_ckpt"):
         raise ConfigError("localizer_ckpt", cfg.localizer_ckpt, "null: the built-in localiser needs no weights")
-    module = load_segmentation_module(cfg.ckpt_path)
+    module = load_segmentation_module(cfg.ckpt_path, precision=cfg.precision)
     for level in cfg.levels or []:
         level_value(level)
     out_dir = Path(cfg.output_dir)

@@ -12,26 +12,13 @@ import logging
 import torch
 from torch import nn
 
+from spine_lightning.models.memory_format import use_channels_last
+
 log = logging.getLogger(__name__)
 
 
 def runs_on_gpu(accelerator: str | None) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator in ("auto", None) and torch.cuda.is_available())
-
-
-def _channels_last_input(module: nn.Module, args: tuple):
-    x, *rest = args
-    return (x.contiguous(memory_format=torch.channels_last_3d), *rest)
-
-
-def use_channels_last(net: nn.Module) -> nn.Module:
-    """Store 5-D weights and feed inputs as channels-last-3d (NDHWC), which cuDNN runs faster with
-    tensor cores, and oneDNN runs faster on CPU (2.5-2.8x a training step on a 2-core AVX-512 machine,
-    `benchmarks/results/cpu_steps.md`). The state dict keeps its keys and shapes, so checkpoints stay
-    interchangeable."""
-    net.to(memory_format=torch.channels_last_3d)
-    net.register_forward_pre_hook(_channels_last_input)
-    return net
 
 
 def apply_speed_options(net: nn.Module, *, channels_last: bool, compile: bool,
