@@ -80,10 +80,11 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
 def load_segmentation_module(path: str | Path, map_location: str | torch.device = "cpu",
                              precision: str = "fp32") -> TrainedModel:
     """The trained network of a checkpoint written by `train.py`, in eval mode and channels-last-3d
-    (as training runs by default; 1.4x a forward pass of the bundled network on a 2-core CPU, the
+    (as training runs by default; 1.14x a forward pass of the bundled network on a 2-core CPU, the
     same output to 1e-5); weights that do not fit the architecture in its hyper-parameters are a
     one-line error. `precision`: fp32, bf16 (autocast), or auto (bf16 where the device computes it
-    in hardware: 1.6x again on a 2-core AVX512-BF16 CPU, IoU within 0.0005 on the real scans)."""
+    in hardware: 1.8x again on a 2-core AVX512-BF16 CPU, IoU within 0.0005 on the real scans;
+    benchmarks/results/inference_modes.md)."""
     if precision not in PRECISIONS:
         raise ConfigError("precision", precision, " or ".join(PRECISIONS))
     ckpt = read_checkpoint(path, map_location)
