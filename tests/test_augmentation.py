@@ -130,3 +130,32 @@ def test_study_perturbations_do_what_they_are_named(root):
     changed = np.abs(out["thick_slices"] - hu) > 1
     assert changed[5:7].any() and changed[15:17].any()  # the cube's faces across Z are blurred ...
     assert not changed[8:14, 8:20, 20:30].any()  # ... slices inside it are not
+
+@pytest.mark.parametrize("axis", ["X", "Y", "Z"])
+def test_thick_slices_blur_across_the_named_axis_only(axis):
+    """`low_resolution.axes` names the slice direction: a cube's faces across that axis blur, the
+    faces along the two others stay sharp (VerSe scans come 1 x 1 x 3 mm sagittal as well as axial)."""
+    hu, target, weights = _cube_crop()  # cube [6:16, 8:20, 20:30] in [z, y, x], centre (11, 14, 25)
+    config = dict(low_resolution=dict(p=1.0, downsampling=[2.0, 2.0], axes=[axis]))
+    out, _ = augment(build_augmentation(config), hu, target=target, weights=weights)
+    changed = np.abs(out - hu) > 1
+    lines = {"Z": changed[:, 14, 25], "Y": changed[11, :, 25], "X": changed[11, 14, :]}  # through the centre
+    for name, line in lines.items():
+        assert line.any() == (name == axis), (axis, name)
+    with pytest.raises(ConfigError):
+        build_augmentation(dict(low_resolution=dict(p=1.0, downsampling=[2.0, 2.0], axes=["W"])))
+
+
+def test_window_rescale_matches_torchio():
+    """The gamma and contrast draws work on the window's [0, 1] scale; the cheap rescale to it
+    gives what TorchIO's Clamp + RescaleIntensity give, values outside the window clipped."""
+    import torchio as tio
+
+    from spine_lightning.data.augmentation import LinearRescale
+
+    hu = torch.linspace(-2500.0, 3500.0, 4000).reshape(1, 10, 20, 20)
+    ours = LinearRescale((-1000.0, 2000.0), (0.0, 1.0))(tio.ScalarImage(tensor=hu.clone())).data
+    theirs = tio.Compose([tio.Clamp(-1000.0, 2000.0), tio.RescaleIntensity((0.0, 1.0), in_min_max=(-1000.0, 2000.0))])(
+        tio.ScalarImage(tensor=hu.clone())).data
+    torch.testing.assert_close(ours, theirs)
+    assert ours.min() == 0.0 and ours.max() == 1.0

@@ -78,9 +78,9 @@ class RandomBrightnessContrast(RandomTransform, IntensityTransform):
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         brightness, contrast = self.sample_uniform(*self.factor), self.sample_uniform(*self.factor)
         for image in self.get_images(subject):
-            x = image.data.float() * brightness
+            x = image.data.float() * brightness  # a new tensor: the steps below work in place
             lo, hi, mean = x.min(), x.max(), x.mean()
-            image.set_data(((x - mean) * contrast + mean).clamp(lo, hi))
+            image.set_data(x.sub_(mean).mul_(contrast).add_(mean).clamp_(lo, hi))
         return subject
 
 
@@ -99,8 +99,34 @@ class RandomIntensityShift(RandomTransform, IntensityTransform):
         return subject
 
 
+class LinearRescale(IntensityTransform):
+    """Intensities clipped to `in_range` and mapped linearly onto `out_range`. TorchIO's
+    RescaleIntensity does the same with a given `in_min_max`, but computes percentiles of every
+    voxel first (np.percentile: about 20 ms per 1 mm crop, twice per gamma or contrast draw)."""
+
+    def __init__(self, in_range, out_range, **kwargs):
+        super().__init__(**kwargs)
+        self.in_range, self.out_range = tuple(map(float, in_range)), tuple(map(float, out_range))
+        self.args_names = ["in_range", "out_range"]
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        (a, b), (c, d) = self.in_range, self.out_range
+        for image in self.get_images(subject):
+            image.set_data(image.data.float().clamp(a, b).sub_(a).mul_((d - c) / (b - a)).add_(c))
+        return subject
+
+
 def _range(value):
     return tuple(float(v) for v in value) if isinstance(value, list | tuple) else float(value)
+
+
+def _thick_slice_axis(name) -> int:
+    """TorchIO's axis of a thick-slice direction named as in the configs: Z (axial slices), Y
+    (coronal), X (sagittal, as in VerSe scans acquired 1 x 1 x 3 mm sagittal)."""
+    axes = {"Z": 0, "Y": 1, "X": 2}
+    if str(name).upper() not in axes:
+        raise ConfigError("augmentation.low_resolution.axes", name, "a list of X, Y, Z")
+    return axes[str(name).upper()]
 
 
 def build_augmentation(config: Mapping | None, window_hu=(-1000.0, 2000.0)) -> tio.Compose | None:
@@ -120,8 +146,8 @@ def build_augmentation(config: Mapping | None, window_hu=(-1000.0, 2000.0)) -> t
     low, high = (float(w) for w in window_hu)
 
     def in_window(transform, p):  # the window's clip, as CropDataset's, then [0, 1], and back to HU
-        return tio.Compose([tio.Clamp(low, high), tio.RescaleIntensity((0.0, 1.0), in_min_max=(low, high)),
-                            transform, tio.RescaleIntensity((low, high), in_min_max=(0.0, 1.0))], p=p)
+        return tio.Compose([LinearRescale((low, high), (0.0, 1.0)), transform,
+                            LinearRescale((0.0, 1.0), (low, high))], p=p)
 
     transforms = []
     if c := config.get("bone_density"):
@@ -133,8 +159,9 @@ def build_augmentation(config: Mapping | None, window_hu=(-1000.0, 2000.0)) -> t
     if c := config.get("elastic"):
         transforms.append(tio.RandomElasticDeformation(num_control_points=int(c.get("control_points", 7)),
                                                        max_displacement=float(c["max_displacement_mm"]), p=c["p"]))
-    if c := config.get("low_resolution"):  # thick slices: down- then up-sampled along Z only
-        transforms.append(tio.RandomAnisotropy(axes=(0,), downsampling=_range(c["downsampling"]), p=c["p"]))
+    if c := config.get("low_resolution"):  # thick slices: down- then up-sampled along one of `axes`
+        axes = tuple(_thick_slice_axis(a) for a in c.get("axes", ["Z"]))
+        transforms.append(tio.RandomAnisotropy(axes=axes, downsampling=_range(c["downsampling"]), p=c["p"]))
     if c := config.get("blur"):
         transforms.append(tio.RandomBlur(std=_range(c["std_mm"]), p=c["p"]))
     if c := config.get("noise"):
