@@ -26,6 +26,25 @@ def test_streamed_regions_equal_the_whole_image(tmp_path):
     assert np.allclose(scan.physical_to_index(np.array(physical)), ijk)
 
 
+def test_reused_regions_equal_fresh_reads_and_spare_the_file(tmp_path):
+    """`reuse_regions`: a region inside one read before (a refined crop, moved by up to the margin)
+    is cut from memory, with the same voxels and geometry as a fresh read; others are read."""
+    image = sitk.ReadImage(str(REAL))
+    sitk.WriteImage(image, str(tmp_path / "ct.nii"))
+    fresh, reusing = Scan.streamed(tmp_path / "ct.nii"), Scan.streamed(tmp_path / "ct.nii")
+    reusing.reuse_regions(margin_mm=9.0)  # 3 voxels at 3 mm, +1
+    reads = []
+    read = reusing._read_region
+    reusing._read_region = lambda start, size: reads.append(start) or read(start, size)
+    boxes = [((20, 20, 10), (40, 30, 20)), ((23, 16, 13), (40, 30, 20)), ((17, 24, 6), (40, 30, 20)),
+             ((60, 60, 40), (30, 30, 20)), ((0, 0, 0), (10, 10, 5))]
+    for start, size in boxes:
+        a, b = fresh.region(start, size), reusing.region(start, size)
+        assert a.GetOrigin() == b.GetOrigin() and a.GetSize() == b.GetSize() == tuple(size)
+        assert np.array_equal(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b))
+    assert len(reads) == 3  # the first box, moved by up to 4 voxels twice, is read once
+
+
 def test_coarse_grid_built_from_thin_slabs_equals_the_whole(monkeypatch):
     image = sitk.ReadImage(str(REAL))
     whole = sitk.GetArrayFromImage(canonical_grid(image))

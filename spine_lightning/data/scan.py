@@ -17,6 +17,7 @@ from spine_lightning.core.errors import SpineError
 from spine_lightning.data.imageio import FORMATS, check_nifti_finite, read_image
 
 STREAMED_SUFFIXES = (".nii", ".mha", ".mhd", ".nrrd")  # uncompressed: a region read reads only that region
+KEPT_REGIONS = 8  # regions kept by `Scan.reuse_regions`: a few vertebrae's worth, a few MB each
 
 
 class Scan:
@@ -28,6 +29,8 @@ class Scan:
         self.origin = tuple(float(o) for o in origin)
         self.direction = tuple(float(d) for d in direction)
         self._read_region = read_region
+        self._margin, self._kept = None, []  # see reuse_regions
+        self._derived = {}  # see derived
 
     @classmethod
     def in_memory(cls, image: sitk.Image) -> Scan:
@@ -60,7 +63,30 @@ class Scan:
         return scan
 
     def region(self, start, size) -> sitk.Image:
-        return self._read_region(list(start), list(size))
+        start, size = np.asarray(start, int), np.asarray(size, int)
+        for kept_start, kept in self._kept:
+            offset = start - kept_start
+            if (offset >= 0).all() and (offset + size <= np.asarray(kept.GetSize())).all():
+                return kept[tuple(slice(int(o), int(o + n)) for o, n in zip(offset, size, strict=True))]
+        if self._margin is None:
+            return self._read_region(start.tolist(), size.tolist())
+        lo = np.maximum(start - self._margin, 0)
+        hi = np.minimum(start + size + self._margin, np.asarray(self.size))
+        self._kept = [*self._kept[-(KEPT_REGIONS - 1):], (lo, self._read_region(lo.tolist(), (hi - lo).tolist()))]
+        return self.region(start, size)
+
+    def reuse_regions(self, margin_mm: float) -> None:
+        """From now on read each region with `margin_mm` more on every side, keep the last few, and
+        cut later regions that lie inside one from memory: a vertebra's crop that moves by up to
+        `margin_mm` (refinement, then the final prediction) is read from the file once, not three times."""
+        self._margin = np.ceil(float(margin_mm) / np.asarray(self.spacing)).astype(int) + 1  # +1: rounding
+
+    def derived(self, key, make: Callable):
+        """`make()`, computed once per scan and `key`: what several stages build from the whole scan
+        (the coarse grid that localisation and the preview both draw on) is read from the file once."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
 
     def grid(self, start=(0, 0, 0), size=None, pixel=sitk.sitkUInt8) -> sitk.Image:
         """An empty image on (part of) this scan's grid; allocates only `size` voxels."""
@@ -91,7 +117,7 @@ class Scan:
         k = 0
         while True:
             n = min(depth, self.size[2] - k)
-            yield self.region((0, 0, k), (self.size[0], self.size[1], n))
+            yield self._read_region([0, 0, k], [self.size[0], self.size[1], n])  # never kept: too large
             if k + n >= self.size[2]:
                 return
             k += n - 1

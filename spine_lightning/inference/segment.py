@@ -183,9 +183,9 @@ def automatic_centres(module, image: sitk.Image | Scan, levels, refine, hint: di
         coarse = {lv: c for lv, c in found.centres.items() if lv in levels}
     else:
         coarse = {unnamed_name(k + 1): c for k, c in enumerate(found.bodies_mm)}
-    centres, moves = refine_centres(
-        module, scan, coarse, int(refine.get("iterations", 0)), float(refine.get("max_shift_mm", 15.0))
-    )
+    max_shift_mm = float(refine.get("max_shift_mm", 15.0))
+    scan.reuse_regions(max_shift_mm)  # each level's refinement crops and final crop lie within this of its first
+    centres, moves = refine_centres(module, scan, coarse, int(refine.get("iterations", 0)), max_shift_mm)
     return centres, dict(
         source="automatic",
         **found.report(),

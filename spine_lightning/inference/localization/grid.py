@@ -31,6 +31,12 @@ def canonical_grid_and_view(image: sitk.Image | Scan, spacing: float = GRID_MM,
     one slab of the full-resolution scan is in memory at a time.
     """
     scan = as_scan(image)
+    if turn is None:  # localisation and the preview both use the unturned grid: built once per scan
+        return scan.derived(("canonical_grid", float(spacing)), lambda: _on_grid(scan, spacing, None))
+    return _on_grid(scan, spacing, turn)
+
+
+def _on_grid(scan: Scan, spacing: float, turn: sitk.Transform | None) -> tuple[sitk.Image, np.ndarray]:
     corners = scan.corners()
     lo, hi = corners.min(axis=0), corners.max(axis=0)
     n = (np.ceil((hi - lo) / spacing).astype(int) + 1).tolist()
@@ -57,6 +63,7 @@ def canonical_grid_and_view(image: sitk.Image | Scan, spacing: float = GRID_MM,
     out = sitk.GetImageFromArray(grid)
     out.SetOrigin(lo.tolist())
     out.SetSpacing([spacing] * 3)
+    filled.setflags(write=False)  # it may be shared (see canonical_grid_and_view)
     return out, filled
 
 
