@@ -68,23 +68,3 @@ def test_every_encoder_level_has_a_residual_even_with_one_convolution():
     assert torch.allclose(out0, x.expand(1, 4, 8, 8, 8))
     deeper = torch.randn(1, 8, 4, 4, 4)
     assert torch.allclose(net.encoders[1](deeper), deeper)
-
-
-def test_instance_norm_is_instance_norm_and_keeps_channels_last():
-    """`norm=instance` is built as a GroupNorm of one channel per group (faster on channels-last
-    tensors): the function of InstanceNorm3d(affine=True), its state-dict keys (older checkpoints
-    load), and a channels-last output."""
-    from torch import nn
-
-    from spine_lightning.models.blocks import norm_layer
-
-    torch.manual_seed(0)
-    ours, reference = norm_layer("instance", 6), nn.InstanceNorm3d(6, affine=True)
-    with torch.no_grad():
-        reference.weight.uniform_(0.5, 2.0)
-        reference.bias.uniform_(-1.0, 1.0)
-    ours.load_state_dict(reference.state_dict())  # strict: the same keys and shapes
-    x = (3.0 * torch.randn(2, 6, 8, 10, 12) + 5.0).contiguous(memory_format=torch.channels_last_3d)
-    out = ours(x)
-    torch.testing.assert_close(out, reference(x), atol=1e-4, rtol=1e-4)
-    assert out.is_contiguous(memory_format=torch.channels_last_3d)

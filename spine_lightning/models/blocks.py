@@ -13,11 +13,7 @@ def norm_layer(kind: str, ch: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm3d(ch)
     if kind == "instance":
-        # Instance normalisation as a GroupNorm of one channel per group: the same function and the
-        # same weights (checkpoints saved with InstanceNorm3d load unchanged), but PyTorch's CPU
-        # kernel keeps channels-last-3d tensors channels-last, where InstanceNorm3d returns them
-        # contiguous and every convolution after it converts back.
-        return nn.GroupNorm(ch, ch, affine=True)
+        return nn.InstanceNorm3d(ch, affine=True)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
