@@ -141,3 +141,26 @@ def test_the_column_is_followed_where_the_centre_line_leaves_it_for_the_pelvis()
     off = np.hypot(line[:, 0] - expected, line[:, 1] - 55) * spacing  # mm off the bodies
     assert (off[:25] > 40.0).any()  # the test's premise: the first line did leave them for the wing
     assert not on[off > 40.0].any() and on[off < 20.0].all()
+
+
+def test_a_converged_refinement_crop_is_the_final_crop_and_is_not_run_again(default_model, monkeypatch):
+    """Refinement stops once a crop's segmented centroid is within half a voxel of its centre; the
+    final prediction of that level is then the same crop, taken from the memo: one network pass
+    (the mirrored one) instead of two, and the same label map as without the memo."""
+    from spine_lightning.inference.segment import predict_levels
+
+    image, _ = make_phantom(1001)
+    coarse = {lv: c for lv, c in localize(image).centres.items() if lv in ("L3", "L4")}
+    passes = []
+    forward = default_model.forward
+    monkeypatch.setattr(default_model, "forward", lambda x: passes.append(1) or forward(x))
+    memo = {}
+    refined, moves = refine_centres(default_model, image, coarse, iterations=4, max_shift_mm=15.0, memo=memo)
+    refining = len(passes)
+    assert refining == sum(len(m) + 1 for m in moves.values())  # the pass that found no move is the last
+    assert all(len(m) < 4 for m in moves.values()), moves  # converged within the iterations allowed
+    with_memo = predict_levels(default_model, image, refined, mirror_lr=True, memo=memo).label
+    assert len(passes) - refining == len(refined)  # the mirrored pass only
+    without = predict_levels(default_model, image, refined, mirror_lr=True).label
+    assert len(passes) - refining == 3 * len(refined)
+    assert np.array_equal(sitk.GetArrayViewFromImage(with_memo), sitk.GetArrayViewFromImage(without))

@@ -80,6 +80,8 @@ def test_predict_real_ct_with_centroids_and_reference(real_case, tmp_path):
         assert np.linalg.norm(np.subtract(entry["crop_centre_mm"], real_case["centres"][level])) < 2.0
         mesh = trimesh.load(out / entry["mesh"]["file"])
         assert mesh.is_watertight and entry["mesh"]["watertight"]
+        # faces point outwards whatever the grid's axis order and direction: a positive volume near the mask's
+        assert mesh.volume == pytest.approx(entry["volume_mm3"], rel=0.2), level
         assert np.all(mesh.vertices >= lo) and np.all(mesh.vertices <= hi), level
         assert np.all(np.asarray(entry["bbox_mm"]["min"]) >= lo) and np.all(
             np.asarray(entry["bbox_mm"]["max"]) <= hi

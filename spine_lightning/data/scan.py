@@ -67,7 +67,7 @@ class Scan:
         for kept_start, kept in self._kept:
             offset = start - kept_start
             if (offset >= 0).all() and (offset + size <= np.asarray(kept.GetSize())).all():
-                return kept[tuple(slice(int(o), int(o + n)) for o, n in zip(offset, size, strict=True))]
+                return sitk.RegionOfInterest(kept, size.tolist(), offset.tolist())  # faster than kept[slices]
         if self._margin is None:
             return self._read_region(start.tolist(), size.tolist())
         lo = np.maximum(start - self._margin, 0)

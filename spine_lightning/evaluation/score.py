@@ -81,12 +81,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     rows = []
     for subject in track(subjects, description="evaluating", disable=len(subjects) < 2):
         image, truth = subject.load()
+        memo = {}  # refinement's last crops are the final ones (inference/segment.py)
         if cfg.centroids == "labels":
             centres = {VERSE_NAMES[v]: c for v, c in label_centroids(truth).items() if v in VERSE_NAMES}
         else:
-            centres, _ = automatic_centres(module, image, levels, cfg.get("refine") or {})
+            centres, _ = automatic_centres(module, image, levels, cfg.get("refine") or {}, memo=memo)
         pred = predict_levels(module, image, {lv: c for lv, c in centres.items() if lv in levels},
-                              mirror_lr=bool(cfg.get("mirror_lr", True)))
+                              mirror_lr=bool(cfg.get("mirror_lr", True)), memo=memo)
         rows += [dict(subject=subject.id, **r) for r in score_levels(pred.label, truth, levels)]
         if cfg.get("preview", True):
             write_comparison_preview(out_dir / "previews" / f"{subject.id}_preview.png", image, truth, pred.label,

@@ -52,9 +52,16 @@ def mask_mesh(mask: sitk.Image, smoothing_iterations: int = 10) -> trimesh.Trime
     mesh = trimesh.Trimesh(index_to_physical(mask, ijk), faces, process=True)
     if smoothing_iterations:
         trimesh.smoothing.filter_taubin(mesh, iterations=smoothing_iterations)
-    if mesh.volume < 0:  # axis reversal ([z, y, x], mirrored directions) turns faces inside out
+    if signed_volume(mesh) < 0:  # axis reversal ([z, y, x], mirrored directions) turns faces inside out
         mesh.invert()
     return mesh
+
+
+def signed_volume(mesh: trimesh.Trimesh) -> float:
+    """The closed mesh's volume, negative when its faces point inwards (divergence theorem); what
+    `mesh.volume` gives, without trimesh's full mass properties (a tenth of a second per vertebra)."""
+    v0, v1, v2 = (mesh.vertices[mesh.faces[:, k]] for k in range(3))
+    return float(np.einsum("ij,ij->", v0, np.cross(v1, v2)) / 6.0)
 
 
 def signed_distance_at(points: np.ndarray, reference: sitk.Image) -> np.ndarray:

@@ -67,12 +67,13 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
     levels = list(cfg.levels or module.hparams.levels)
 
     t = time.perf_counter()
+    memo = {}  # crops the network has segmented: refinement's last crop is the final one (segment.py)
     if cfg.get("centroids"):
         # The centroid file's voxel axes need the scan's geometry only: an empty uint8 grid.
         centres, localisation = read_centroids(cfg.centroids, scan.grid()), dict(source=str(cfg.centroids))
         centres = {lv: c for lv, c in centres.items() if lv in levels}
     else:
-        centres, localisation = automatic_centres(module, scan, levels, cfg.get("refine") or {}, naming_hint(cfg))
+        centres, localisation = automatic_centres(module, scan, levels, cfg.get("refine") or {}, naming_hint(cfg), memo)
         if not localisation["named"]:
             log.warning(
                 "%s: vertebrae segmented but not named (%s); pass centroids=<file> or a hint "
@@ -83,7 +84,7 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
     timings["localise_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    pred = predict_levels(module, scan, centres, mirror_lr=bool(cfg.get("mirror_lr", True)))
+    pred = predict_levels(module, scan, centres, mirror_lr=bool(cfg.get("mirror_lr", True)), memo=memo)
     timings["predict_s"] = time.perf_counter() - t
 
     case = case_name(path)

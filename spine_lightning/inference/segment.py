@@ -25,6 +25,7 @@ from spine_lightning.data.scan import Scan, as_scan
 from spine_lightning.inference.localization import localize
 
 PROBABILITY_SCALE = 255  # probabilities are kept as uint8 on the (possibly huge) input grid
+CONVERGED_VOXELS = 0.5  # refinement stops when the segmented centroid is this close to the crop's centre
 DEFAULT_PREPROCESSING = dict(spacing=1.0, crop_size=[96, 112, 64], window_hu=[-1000.0, 2000.0])
 
 
@@ -62,23 +63,39 @@ def keep_largest_component(labels: np.ndarray, best: np.ndarray, value: int) -> 
 
 
 @torch.no_grad()
-def crop_probability(module, x: torch.Tensor, mirror_lr: bool = False) -> torch.Tensor:
+def crop_probability(
+    module, x: torch.Tensor, mirror_lr: bool = False, plain: torch.Tensor | None = None
+) -> torch.Tensor:
     """P(vertebra) [z, y, x] of one windowed crop x [1, 1, z, y, x].
 
     `mirror_lr`: also segment the left-right mirrored crop (training mirrors crops too) and average
     the two, nnU-Net's test-time mirroring restricted to the one axis that training mirrors.
+    `plain`: this crop's unmirrored probability, already computed (see `foreground_probability`).
     """
-    prob = torch.softmax(module(x), dim=1)[0, 1]
+    prob = torch.softmax(module(x), dim=1)[0, 1] if plain is None else plain
     if mirror_lr:  # X (right -> left) is the last axis of [z, y, x]
         prob = 0.5 * (prob + torch.softmax(module(x.flip(-1)), dim=1)[0, 1].flip(-1))
     return prob
 
 
-def foreground_probability(module, image: sitk.Image, frame: dict, window_hu, mirror_lr: bool = False) -> sitk.Image:
-    """P(vertebra) on the crop frame, as a float32 SimpleITK image with the frame's geometry."""
+def foreground_probability(
+    module, image: sitk.Image, frame: dict, window_hu, mirror_lr: bool = False, memo: dict | None = None
+) -> sitk.Image:
+    """P(vertebra) on the crop frame, as a float32 SimpleITK image with the frame's geometry.
+
+    `memo` (one scan, one model): the unmirrored probability of every crop segmented so far, by
+    frame; a crop segmented before (the last refinement crop, when it is the final one) is not
+    run through the network again.
+    """
     hu = crop_ct(image, frame, outside="repeat")
     x = torch.from_numpy(window(hu, *window_hu))[None, None].to(module.device)
-    prob = crop_probability(module, x, mirror_lr).float().cpu().numpy()
+    key = tuple(tuple(np.round(np.asarray(frame[k], float), 6)) for k in ("origin", "size", "spacing", "direction"))
+    plain = None if memo is None else memo.get(key)
+    if plain is None:
+        plain = crop_probability(module, x)
+        if memo is not None:
+            memo[key] = plain
+    prob = crop_probability(module, x, mirror_lr, plain).float().cpu().numpy()
     out = sitk.GetImageFromArray(prob)
     out.SetOrigin(frame["origin"])
     out.SetSpacing(frame["spacing"])
@@ -87,11 +104,16 @@ def foreground_probability(module, image: sitk.Image, frame: dict, window_hu, mi
 
 
 def predict_levels(
-    module, image: sitk.Image | Scan, centres: dict[str, tuple[float, float, float]], mirror_lr: bool = False
+    module,
+    image: sitk.Image | Scan,
+    centres: dict[str, tuple[float, float, float]],
+    mirror_lr: bool = False,
+    memo: dict | None = None,
 ) -> Prediction:
     """Segment every level in `centres` (level name → physical centroid, mm) onto `image`'s grid.
     Unnamed vertebrae ('vertebra1', ...) are written as 101, 102, ... (`labels.label_value`).
     `mirror_lr`: test-time mirroring (see `foreground_probability`), twice the network's time.
+    `memo`: that of the refinement (`automatic_centres`), whose last crops it reuses.
 
     Only the part of the scan under each crop is read (see `scan.Scan`).
     """
@@ -107,7 +129,7 @@ def predict_levels(
         if region is None:
             continue
         start, size = region
-        prob_img = foreground_probability(module, scan.region(start, size), frame, prep["window_hu"], mirror_lr)
+        prob_img = foreground_probability(module, scan.region(start, size), frame, prep["window_hu"], mirror_lr, memo)
         on_grid = sitk.Resample(
             prob_img,
             scan.grid(start, size),
@@ -143,14 +165,16 @@ def mask_centroid(prob: sitk.Image) -> tuple[float, float, float] | None:
 
 def refine_centres(
     module, image: sitk.Image | Scan, centres: dict[str, tuple[float, float, float]], iterations: int,
-    max_shift_mm: float,
+    max_shift_mm: float, memo: dict | None = None,
 ) -> tuple[dict[str, tuple[float, float, float]], dict[str, list[float]]]:
     """Move each crop centre onto the centroid of the vertebra the network segments there.
 
     A coarse centre that sits off the vertebra's centroid (e.g. on its body) gives a crop the network
     was not trained on; re-centring on the segmented vertebra, as often as `iterations`, brings the
     crop back to how training saw it. A move longer than `max_shift_mm` (the network found a
-    neighbour, or nothing) is not taken. Returns the new centres and each level's moves (mm).
+    neighbour, or nothing) is not taken; nor is one under half a crop voxel (`CONVERGED_VOXELS`): the
+    crop already sits on its vertebra, and stays, so that the final prediction is that same crop
+    (`memo`, see `foreground_probability`). Returns the new centres and each level's moves (mm).
     """
     scan = as_scan(image)
     prep = preprocessing_of(module)
@@ -162,21 +186,28 @@ def refine_centres(
             region = covered_region(scan, frame)
             if region is None:
                 break
-            found = mask_centroid(foreground_probability(module, scan.region(*region), frame, prep["window_hu"]))
+            prob = foreground_probability(module, scan.region(*region), frame, prep["window_hu"], memo=memo)
+            found = mask_centroid(prob)
             shift = None if found is None else float(np.linalg.norm(np.subtract(found, centre)))
             if shift is None or shift > max_shift_mm:
                 break
-            moves[level].append(float(np.linalg.norm(np.subtract(found, current))))
+            move = float(np.linalg.norm(np.subtract(found, current)))
+            if move < CONVERGED_VOXELS * float(prep["spacing"]):
+                break
+            moves[level].append(move)
             current = found
         refined[level] = current
     return refined, moves
 
 
-def automatic_centres(module, image: sitk.Image | Scan, levels, refine, hint: dict | None = None) -> tuple[dict, dict]:
+def automatic_centres(
+    module, image: sitk.Image | Scan, levels, refine, hint: dict | None = None, memo: dict | None = None
+) -> tuple[dict, dict]:
     """Centres of `levels` without given centroids: the weight-free localiser (named from its anchors
     or the user's `hint`), then `refine_centres` (`refine`: iterations, max_shift_mm). When the
     localiser names nothing, every body it found is segmented as 'vertebra1', 'vertebra2', ...
-    (foot to head). Returns the centres and what the report says of them."""
+    (foot to head). Returns the centres and what the report says of them; `memo`: see
+    `foreground_probability`."""
     scan = as_scan(image)
     found = localize(scan, hint)
     if found.named:
@@ -185,7 +216,7 @@ def automatic_centres(module, image: sitk.Image | Scan, levels, refine, hint: di
         coarse = {unnamed_name(k + 1): c for k, c in enumerate(found.bodies_mm)}
     max_shift_mm = float(refine.get("max_shift_mm", 15.0))
     scan.reuse_regions(max_shift_mm)  # each level's refinement crops and final crop lie within this of its first
-    centres, moves = refine_centres(module, scan, coarse, int(refine.get("iterations", 0)), max_shift_mm)
+    centres, moves = refine_centres(module, scan, coarse, int(refine.get("iterations", 0)), max_shift_mm, memo)
     return centres, dict(
         source="automatic",
         **found.report(),
