@@ -51,7 +51,7 @@ def suite(quick: bool, tiny: bool, ckpt: str | None = None) -> dict:
     results.update(training_steps.adversarial_over_baseline(zyx, repeats=2 if tiny else 5 if quick else 9))
     results.update(training_steps.cpu_modes(zyx, repeats=1 if tiny else 3))
     results.update(training_steps.fcn_over_vnet((32, 32, 32) if tiny else zyx, repeats=1 if tiny else 3))
-    results.update(loader.loader_headroom(crop, spacing, subjects=1 if tiny else 3, steps=2 if tiny else 4))
+    results.update(loader.loader_headroom(crop, spacing, subjects=1 if tiny else 3, steps=2 if tiny else 8))
     results.update(pipeline.crop_only(ct))
     results.update(pipeline.preprocess_scaling(counts))
     results.update(pipeline.predict_latency(ct, ckpt))

@@ -159,3 +159,28 @@ def test_window_rescale_matches_torchio():
         tio.ScalarImage(tensor=hu.clone())).data
     torch.testing.assert_close(ours, theirs)
     assert ours.min() == 0.0 and ours.max() == 1.0
+
+
+def test_binary_maps_packed_into_one_label_map_move_as_each_alone(root):
+    """`augment` carries the binary maps (target, inside-the-scan mask) as bits of one label map:
+    under the same random draw they come out as TorchIO transforms each map on its own."""
+    import torchio as tio
+
+    config = _config(root, "strong")
+    spatial = build_augmentation({k: dict(config[k], p=1.0) for k in ("affine", "elastic")})
+    hu, target, weights = _cube_crop()
+    valid = np.ones(SHAPE, np.uint8)
+    valid[:, :, :5] = 0  # past the scan's edge
+    for seed in range(3):
+        torch.manual_seed(seed)
+        out, maps = augment(spatial, hu, target=target, weights=weights, valid=valid)
+        torch.manual_seed(seed)
+        alone = spatial(tio.Subject(
+            image=tio.ScalarImage(tensor=torch.from_numpy(hu.copy())[None]),
+            **{k: tio.LabelMap(tensor=torch.from_numpy(v.copy())[None]) for k, v in
+               dict(target=target, weights=weights, valid=valid).items()}))
+        np.testing.assert_allclose(out, alone["image"].data[0].numpy(), atol=1e-4)
+        for name in ("target", "weights", "valid"):
+            assert maps[name].dtype == {"weights": np.float32}.get(name, np.uint8)
+            assert np.array_equal(maps[name], alone[name].data[0].numpy()), (seed, name)
+        assert not np.array_equal(maps["valid"], valid)  # the draw moved the mask
