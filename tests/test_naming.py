@@ -403,6 +403,20 @@ def test_each_disc_gap_keeps_the_columns_period():
     assert skipping_none(wide, np.r_[wide, wide[:-1] + 10]).size == 0
 
 
+def test_one_tall_body_does_not_make_a_chain_look_like_it_skipped_discs():
+    """A chain that skips discs skips every other one (its gaps keep one rhythm), so all its gaps hold
+    two bodies: the test is its median gap, not its largest. A real-disc column 30-34 mm apart whose
+    tallest body (S1-L5, 38 mm) alone reaches twice the shortest body, with dips in the middle of
+    its cores, keeps its discs (seed 13002's upright phantom lost all its names to this)."""
+    from spine_lightning.inference.localization.bodies import skipping_none
+
+    chain = np.array([11, 30, 46, 61, 78, 94, 110, 127, 142])  # slices of 2 mm: gaps 38, 32, 30, 34, ...
+    core_dips = np.array([23, 35, 57, 72, 104, 117, 135])  # near the bodies' middles
+    np.testing.assert_array_equal(skipping_none(chain, np.sort(np.r_[chain, core_dips])), chain)
+    every_other = chain[::2]  # the same column at twice its period: the dips between are discs
+    assert skipping_none(every_other, np.sort(np.r_[chain, core_dips])).size == 0
+
+
 def test_a_missed_disc_above_the_sacrum_is_bridged_only_by_the_sacrum():
     """A thin L5/S1 disc tilted by the sacral slope leaves no dip: the bodies between the discs
     stopped at L5 over 44 mm of column, and the scan went unnamed. One more body a disc spacing

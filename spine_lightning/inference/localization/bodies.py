@@ -137,7 +137,7 @@ def skipping_none(chain: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     wrong. A disc candidate off the chain at most bodies between its discs means that. A chain whose
     gaps are under twice the shortest body spacing (DISC_GAP_MM) cannot have skipped a disc: the
     bodies either side of it would be too short; a dip half way there is in a core (a vein, noise)."""
-    if len(chain) < 2 or np.diff(chain).max() * GRID_MM < 2 * DISC_GAP_MM[0]:
+    if len(chain) < 2 or np.median(np.diff(chain)) * GRID_MM < 2 * DISC_GAP_MM[0]:
         return chain
     off_chain = np.array([c for c in candidates if np.min(np.abs(chain - c), initial=99) > 2])
     middles = np.array([(a + b) // 2 for a, b in zip(chain, chain[1:], strict=False)])
