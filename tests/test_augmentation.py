@@ -184,3 +184,34 @@ def test_binary_maps_packed_into_one_label_map_move_as_each_alone(root):
             assert maps[name].dtype == {"weights": np.float32}.get(name, np.uint8)
             assert np.array_equal(maps[name], alone[name].data[0].numpy()), (seed, name)
         assert not np.array_equal(maps["valid"], valid)  # the draw moved the mask
+
+
+@pytest.mark.parametrize("axis", ["X", "Y", "Z"])
+@pytest.mark.parametrize("packed", [True, False])
+def test_a_scan_edge_repeats_its_last_slice_and_leaves_the_scan(axis, packed):
+    """`scan_edge` cuts the crop as a tight scan's edge would, `distance_mm` from its centre across the
+    named axis: beyond it the last slice inside is repeated (as prediction fills past an edge) and
+    the inside-the-scan mask is 0, so the loss skips it; the target is left as it was."""
+    hu, target, weights = _cube_crop()
+    hu = hu + np.random.default_rng(0).normal(0.0, 10.0, SHAPE).astype(np.float32)  # every slice differs
+    valid = np.ones(SHAPE, np.uint8)
+    maps = dict(target=target, weights=weights, valid=valid) if packed else dict(weights=weights, valid=valid)
+    transform = build_augmentation(dict(scan_edge=dict(p=1.0, distance_mm=[5.0, 5.0], axes=[axis])))
+    dim = "ZYX".index(axis)
+    sides = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        out, result = augment(transform, hu, **maps)
+        out_axis, mask_axis = np.moveaxis(out, dim, 0), np.moveaxis(result["valid"], dim, 0)
+        inside = np.flatnonzero(mask_axis.reshape(SHAPE[dim], -1).all(axis=1))
+        outside = np.flatnonzero(~mask_axis.reshape(SHAPE[dim], -1).any(axis=1))
+        assert len(inside) + len(outside) == SHAPE[dim] and len(inside) in (SHAPE[dim] // 2 + 5, SHAPE[dim] // 2 + 6)
+        edge = inside.max() if outside.min() > inside.max() else inside.min()
+        sides.add(bool(edge == inside.max()))
+        assert np.array_equal(out_axis[inside], np.moveaxis(hu, dim, 0)[inside])  # inside: untouched
+        assert (out_axis[outside] == out_axis[edge]).all()  # outside: the edge slice repeated
+        if packed:
+            assert np.array_equal(result["target"], target)
+    assert sides == {True, False}  # both sides are drawn
+    with pytest.raises(ConfigError):
+        build_augmentation(dict(scan_edge=dict(p=1.0, distance_mm=[5.0, 5.0], axes=["W"])))

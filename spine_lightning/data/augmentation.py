@@ -12,7 +12,8 @@ Y (front->back) and X (right->left); configs give rotations in X, Y, Z order. No
 flips anything (the left-right mirror is `data.flip_lr`, done by CropDataset); rotations stay
 within +-30 degrees, so head and foot are never swapped.
 
-Order: bone density (needs HU), spatial (affine, elastic, thick slices), blur, noise and shift in HU;
+Order: bone density (needs HU), spatial (affine, elastic, thick slices), a scan's edge, blur, noise and
+shift in HU;
 then gamma and brightness/contrast in the window's [0, 1] scale (they need a fixed range, as on
 nnU-Net's normalised intensities), mapped back to HU, only when they fire, so that CropDataset
 windows as without augmentation.
@@ -100,6 +101,42 @@ class RandomIntensityShift(RandomTransform, IntensityTransform):
         return subject
 
 
+class RandomScanEdge(RandomTransform):
+    """A tight scan's edge through the vertebra: beyond a plane `distance_mm` from the crop's centre
+    (across one of `axes`, on either side) the crop becomes the plane's last slice repeated, as
+    prediction fills a crop past a scan's edge, and leaves the inside-the-scan mask, so that the loss
+    skips it. Real scans are often cut through a vertebra (a lumbar scan's edge through L5 or L1);
+    the training scans and the phantoms hardly ever are. The mask is the map `valid`, or its bit in
+    the packed map of `augment` (the subject's `BIT_NAMES` lists the bits)."""
+
+    def __init__(self, distance_mm=(8.0, 30.0), axes=(0,), **kwargs):
+        super().__init__(**kwargs)
+        self.distance_mm = self._parse_range(distance_mm, "distance_mm", min_constraint=0)
+        self.axes = tuple(int(a) for a in axes)
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        axis = self.axes[int(torch.randint(len(self.axes), ()))]
+        image = subject["image"]
+        n, step = image.shape[1 + axis], float(image.spacing[axis])
+        offset = min(round(self.sample_uniform(*self.distance_mm) / step), n // 2)
+        edge = n // 2 + offset if torch.rand(()) < 0.5 else n // 2 - offset - 1  # the last slice kept
+        beyond = [slice(None)] * 4
+        beyond[1 + axis] = slice(edge + 1, None) if edge >= n // 2 else slice(None, edge)
+        last = [slice(None)] * 4
+        last[1 + axis] = slice(edge, edge + 1)
+        data = image.data.clone()
+        data[tuple(beyond)] = data[tuple(last)]  # broadcast along the cut axis
+        image.set_data(data)
+        packed = subject.get(BITS)
+        mask = packed if packed is not None else subject.get("valid")
+        if mask is not None:
+            keep = ~(1 << subject["BIT_NAMES"].index("valid")) & 0xFF if packed is not None else 0
+            data = mask.data.clone()  # resampled maps may come back as floats holding integers
+            data[tuple(beyond)] = (data[tuple(beyond)].long() & keep).to(data.dtype)
+            mask.set_data(data)
+        return subject
+
+
 class LinearRescale(IntensityTransform):
     """Intensities clipped to `in_range` and mapped linearly onto `out_range`. TorchIO's
     RescaleIntensity does the same with a given `in_min_max`, but computes percentiles of every
@@ -121,12 +158,12 @@ def _range(value):
     return tuple(float(v) for v in value) if isinstance(value, list | tuple) else float(value)
 
 
-def _thick_slice_axis(name) -> int:
-    """TorchIO's axis of a thick-slice direction named as in the configs: Z (axial slices), Y
-    (coronal), X (sagittal, as in VerSe scans acquired 1 x 1 x 3 mm sagittal)."""
+def _axis(name, entry: str) -> int:
+    """TorchIO's axis of a direction named as in the configs: Z (foot-head: axial slices), Y
+    (front-back: coronal), X (left-right: sagittal, as in VerSe scans acquired 1 x 1 x 3 mm sagittal)."""
     axes = {"Z": 0, "Y": 1, "X": 2}
     if str(name).upper() not in axes:
-        raise ConfigError("augmentation.low_resolution.axes", name, "a list of X, Y, Z")
+        raise ConfigError(f"augmentation.{entry}.axes", name, "a list of X, Y, Z")
     return axes[str(name).upper()]
 
 
@@ -139,7 +176,7 @@ def build_augmentation(config: Mapping | None, window_hu=(-1000.0, 2000.0)) -> t
     if isinstance(config, DictConfig):  # Hydra may pass it unconverted (e.g. under data=mix's _convert_)
         config = OmegaConf.to_container(config, resolve=True)
     config = {k: v for k, v in dict(config or {}).items() if v is not None}
-    known = {"bone_density", "affine", "elastic", "low_resolution", "blur", "noise", "shift", "gamma",
+    known = {"bone_density", "affine", "elastic", "low_resolution", "scan_edge", "blur", "noise", "shift", "gamma",
              "brightness_contrast"}
     unknown = sorted(set(config) - known)
     if unknown:
@@ -161,8 +198,11 @@ def build_augmentation(config: Mapping | None, window_hu=(-1000.0, 2000.0)) -> t
         transforms.append(tio.RandomElasticDeformation(num_control_points=int(c.get("control_points", 7)),
                                                        max_displacement=float(c["max_displacement_mm"]), p=c["p"]))
     if c := config.get("low_resolution"):  # thick slices: down- then up-sampled along one of `axes`
-        axes = tuple(_thick_slice_axis(a) for a in c.get("axes", ["Z"]))
+        axes = tuple(_axis(a, "low_resolution") for a in c.get("axes", ["Z"]))
         transforms.append(tio.RandomAnisotropy(axes=axes, downsampling=_range(c["downsampling"]), p=c["p"]))
+    if c := config.get("scan_edge"):  # after the spatial transforms: a scan's edge is a plane of the scan's grid
+        axes = tuple(_axis(a, "scan_edge") for a in c.get("axes", ["Z"]))
+        transforms.append(RandomScanEdge(_range(c["distance_mm"]), axes, p=c["p"]))
     if c := config.get("blur"):
         transforms.append(tio.RandomBlur(std=_range(c["std_mm"]), p=c["p"]))
     if c := config.get("noise"):
@@ -197,7 +237,8 @@ def augment(transform, hu: np.ndarray, spacing: float = 1.0, **maps: np.ndarray)
         return torch.from_numpy(np.array(a, dtype=dtype))[None]
 
     subject = tio.Subject(image=tio.ScalarImage(tensor=tensor(hu, np.float32), affine=affine),
-                          **{k: tio.LabelMap(tensor=tensor(v), affine=affine) for k, v in {**others, **packed}.items()})
+                          **{k: tio.LabelMap(tensor=tensor(v), affine=affine) for k, v in {**others, **packed}.items()},
+                          BIT_NAMES=binary if packed else [])
     out = transform(subject)
 
     def array(name, dtype):
