@@ -13,6 +13,7 @@ from spine_lightning.data.labels import VERSE_NAMES, label_value
 from spine_lightning.data.oblique import lying_obliquely
 from spine_lightning.data.phantom import PhantomSpec, make_phantom
 from spine_lightning.inference.localization import localize
+from spine_lightning.inference.localization.pipeline import minima_period
 from spine_lightning.inference.preview import write_preview
 
 REAL = asset_path("real_ct")  # the real lumbar CT ships with the package
@@ -129,6 +130,42 @@ def test_vertebra_at_the_scan_edge_is_never_an_anchor(with_ribs):
     for body, ev in zip(loc.bodies_mm, loc.evidence, strict=True):
         if body[2] - bottom < 12.0:
             assert ev["cut"]
+
+
+def test_a_spinous_process_at_the_field_of_views_edge_cuts_no_other_body():
+    # Thoracic spinous processes reach down behind the vertebra below: here T11's touches the back
+    # of the field of view beside T12, whose own bone stays clear of it. T12 is whole and an anchor.
+    image, label = make_phantom(13003, PhantomSpec(disc_mm=(4.0, 10.0)))
+    back = np.unique(sitk.GetArrayViewFromImage(label)[:, -1, :])
+    assert label_value("T11") in back and label_value("T12") not in back  # what the test is about
+    loc = localize(image)
+    assert loc.t12_index is not None and loc.anchor == "sacrum and T12 (lowest rib-bearing vertebra)", loc.note
+    assert _wrong_names(loc.centres, _truth(label)) == [] and "L3" in loc.centres
+
+
+def test_a_field_of_view_through_the_bodies_cuts_every_one(with_ribs):
+    image, label = with_ribs
+    back_of_l3 = _truth(label)["L3"][1]  # the vertebra's centroid lies about at the back of its body
+    k = int(round((back_of_l3 - image.GetOrigin()[1]) / image.GetSpacing()[1]))
+    loc = localize(image[:, :k, :])
+    assert loc.evidence and all(ev["cut"] for ev in loc.evidence)
+    assert not loc.named and loc.centres == {}
+
+
+def test_minima_whose_gaps_disagree_give_no_period():
+    assert minima_period(np.array([16.0, 50.0])) is None  # their median, 33 mm, is no rhythm
+    assert minima_period(np.array([28.0, 30.0, 50.0])) == 30.0  # one body missed among regular ones
+    assert minima_period(np.array([])) is None
+
+
+def test_thin_discs_without_a_rhythm_are_not_counted_at_a_guessed_period():
+    # Thin discs, a flat core profile, a crop up to L2 with the sacrum: two core minima 16 and 50 mm
+    # apart once gave a 33 mm "period" (the column's is 26), a disc chain fitted it, and L2 was
+    # named L3. Unnamed is right here; a wrong name never is.
+    image, label = make_phantom(15003)
+    image, label = image[:, :, :63], label[:, :, :63]
+    loc = localize(image)
+    assert _wrong_names(loc.centres, _truth(label)) == [], loc.note
 
 
 def test_narrow_field_of_view_gives_no_anchor(with_ribs):

@@ -14,7 +14,6 @@ from scipy import ndimage
 from spine_lightning.inference.localization.bodies import GAP_RANGE
 from spine_lightning.inference.localization.column import (
     BODY_HALF_DEPTH_MM,
-    VERTEBRA_BACK_MM,
     VERTEBRA_HALF_HEIGHT_MM,
     Column,
 )
@@ -26,7 +25,8 @@ SACRUM_MIN_HALF_WIDTH_MM = 40.0
 SACRUM_MAX_HALF_WIDTH_MM = 150.0  # wider: the whole pelvic ring, not the alae
 SACRUM_WIDTH_RATIO = 1.12
 SACRUM_SCAN_BELOW_MM = 32.0  # the scan must go on this far below a sacrum's S1 body centre
-EDGE_MM = 4.0  # a body within this of the scan's first/last slice or its field of view is cut
+ARCH_BACK_MM = 45.0  # body and arch behind the body's centre; the spinous process beyond does not count
+EDGE_MM = 4.0  # a body or arch within this of the scan's first/last slice or its field of view is cut
 ANCHOR_VIEW_MM = 60.0  # anchors need the field of view this far to either side of the body
 RIB_INNER_MM, RIB_OUTER_MM = 30.0, 110.0  # ribs: lateral bone this far from the body's centre line
 RIB_FRONT_MM, RIB_BACK_MM = -25.0, 45.0  # ... and within this front-back band around it
@@ -98,11 +98,12 @@ def body_evidence(
 ) -> dict:
     """What the anchors rest on, for the body centred on the centre line at slice z.
 
-    cut: the vertebra (body and posterior elements, +-VERTEBRA_HALF_HEIGHT_MM) comes within EDGE_MM of
-    the scan's end or field-of-view border; lateral_view: the scan reaches ANCHOR_VIEW_MM to either
-    side; ribs_mm2: per side, area (seen from above) of bone beside the body that is not connected
-    to it in the body's slab; plate_mm2: per side, area where bone 55-130 mm out is at least
-    a tall bone plate (an iliac wing; ribs are thinner).
+    cut: the body or its arch (+-VERTEBRA_HALF_HEIGHT_MM, ARCH_BACK_MM behind the centre) comes within
+    EDGE_MM of the scan's end or field-of-view border (a spinous process past the field of view leaves
+    the body to be counted; those of the thoracic spine reach down behind the body below);
+    lateral_view: the scan reaches ANCHOR_VIEW_MM to either side; ribs_mm2: per side, area (seen from
+    above) of bone beside the body that is not connected to it in the body's slab; plate_mm2: per
+    side, area where bone 55-130 mm out is at least a tall bone plate (an iliac wing; ribs are thinner).
     """
     cy, cx = line[z]
     mm = 1.0 / spacing
@@ -113,7 +114,7 @@ def body_evidence(
         cx,
         (VERTEBRA_HALF_HEIGHT_MM + EDGE_MM) * mm,
         (-BODY_HALF_DEPTH_MM - EDGE_MM) * mm,
-        (VERTEBRA_BACK_MM * 0.8 + EDGE_MM) * mm,
+        (ARCH_BACK_MM + EDGE_MM) * mm,
         30.0 * mm,
     )
     cut = cut or not view[box].all()
