@@ -28,8 +28,8 @@ from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES
 from spine_lightning.data.phantom import PhantomSpec, make_phantom
+from spine_lightning.inference.centres import automatic_centres
 from spine_lightning.inference.localization import localize
-from spine_lightning.inference.segment import automatic_centres
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
 SCORED = ("L2", "L3", "L4", "L5")  # the levels the acceptance goals name

@@ -24,9 +24,10 @@ from benchmarks.run import newest_default_checkpoint
 from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import level_value
+from spine_lightning.inference.centres import automatic_centres
 from spine_lightning.inference.checkpoints import load_segmentation_module
 from spine_lightning.inference.predict import predict_config
-from spine_lightning.inference.segment import automatic_centres, predict_levels
+from spine_lightning.inference.segment import predict_levels
 from spine_lightning.inference.summary import level_summaries
 
 LEVELS = ("L2", "L3", "L4", "L5")

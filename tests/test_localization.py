@@ -11,10 +11,10 @@ from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES
 from spine_lightning.data.phantom import make_phantom
+from spine_lightning.inference.centres import automatic_centres, refine_centres
 from spine_lightning.inference.checkpoints import load_segmentation_module
 from spine_lightning.inference.localization import localize
 from spine_lightning.inference.predict import predict_config
-from spine_lightning.inference.segment import automatic_centres, refine_centres
 
 REAL = asset_path("real_ct")  # the real lumbar CT ships with the package
 TOTALSEG_IDS = {31: "L1", 30: "L2", 29: "L3", 28: "L4", 27: "L5", 26: "S1"}
@@ -164,3 +164,69 @@ def test_a_converged_refinement_crop_is_the_final_crop_and_is_not_run_again(defa
     without = predict_levels(default_model, image, refined, mirror_lr=True).label
     assert len(passes) - refining == 3 * len(refined)
     assert np.array_equal(sitk.GetArrayViewFromImage(with_memo), sitk.GetArrayViewFromImage(without))
+
+
+def _lumbar_phantom_centres():
+    image, label = make_phantom(1001)
+    truth = label_centroids(label)
+    order = sorted(truth, key=lambda v: truth[v][2])  # foot to head
+    return image, label, [truth[v] for v in order], [VERSE_NAMES[v] for v in order]
+
+
+def test_a_vertebra_the_localiser_missed_between_two_is_found(default_model):
+    from spine_lightning.inference.centres import one_centre_per_vertebra
+
+    image, _, centres, names = _lumbar_phantom_centres()
+    assert one_centre_per_vertebra(default_model, image, centres)[1] == list(range(len(centres)))  # none to add
+    gap = names.index("L3")
+    found, sources = one_centre_per_vertebra(default_model, image, centres[:gap] + centres[gap + 1 :])
+    assert sources == [*range(gap), None, *range(gap, len(centres) - 1)]
+    assert np.linalg.norm(np.subtract(found[gap], centres[gap])) < 2.0  # on L3, not between L2 and L4
+
+
+def test_a_gap_without_a_vertebra_gets_none_and_two_centres_on_one_vertebra_become_one(default_model):
+    """L3 and what lies around it (its discs, fat, muscle: all but its neighbours) become soft
+    tissue: the network still segments the shape of the soft-tissue gap between the endplates
+    there, which is not bone and so not a vertebra. A second centre 4 mm from L3 is dropped."""
+    from spine_lightning.inference.centres import one_centre_per_vertebra
+
+    image, label, centres, names = _lumbar_phantom_centres()
+    gap = names.index("L3")
+    hu, labels = sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(label)
+    z, y, x = np.nonzero(labels == 22)  # L3
+    box = (slice(z.min(), z.max() + 1), slice(y.min(), y.max() + 1), slice(x.min(), x.max() + 1))
+    erased = hu[box]
+    soft = np.isin(labels[box], [0, 22])
+    erased[soft] = (40 + 25 * np.random.default_rng(0).standard_normal(erased.shape))[soft]
+    hu[box] = erased
+    without_l3 = sitk.GetImageFromArray(hu)
+    without_l3.CopyInformation(image)
+    _, sources = one_centre_per_vertebra(default_model, without_l3, centres[:gap] + centres[gap + 1 :])
+    assert None not in sources
+
+    twice = centres[: gap + 1] + [np.add(centres[gap], (0.0, 0.0, 4.0))] + centres[gap + 1 :]
+    _, sources = one_centre_per_vertebra(default_model, image, twice)
+    assert sources == [*range(gap + 1), *range(gap + 2, len(twice))]
+
+
+def test_every_vertebra_of_a_real_scan_gets_its_own_label_where_the_localiser_missed_one(default_model):
+    """sub-verse007 (real, T9-L3, no sacrum): the localiser places one body between T12 and L1 and
+    the bodies stay unnamed; the network finds the one missed, so each vertebra has a label of its
+    own, instead of T12 and L1 sharing one."""
+    from spine_lightning.inference.segment import predict_levels
+
+    verse = asset_path("verse")
+    image = sitk.ReadImage(str(verse / "sub-verse007_ct.nii.gz"))
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(verse / "sub-verse007_seg-vert_msk.nii.gz")))
+    centres, report = automatic_centres(default_model, image, default_model.hparams.levels, predict_config().refine)
+    assert not report["named"] and report["vertebrae_added"], report["note"]
+    assert all(name.startswith("vertebra") for name in centres)  # unnamed: 'vertebra1', ... foot to head
+    pred = sitk.GetArrayFromImage(predict_levels(default_model, image, centres).label)
+    best = {}
+    for value in np.unique(reference)[1:]:
+        inside = reference == value
+        dice = {p: 2 * (inside & (pred == p)).sum() / (inside.sum() + (pred == p).sum())
+                for p in np.unique(pred[inside]) if p}
+        best[int(value)] = max(dice.items(), key=lambda kv: kv[1])
+    assert len({p for p, _ in best.values()}) == len(best), best  # one label per vertebra
+    assert all(d >= 0.5 for _, d in best.values()), best

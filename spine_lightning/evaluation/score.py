@@ -18,8 +18,9 @@ from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES, level_value
 from spine_lightning.evaluation.metrics import overlap, per_level_means, surface_distances
 from spine_lightning.evaluation.preview import write_comparison_preview
+from spine_lightning.inference.centres import automatic_centres
 from spine_lightning.inference.checkpoints import checkpoint_path, load_segmentation_module
-from spine_lightning.inference.segment import automatic_centres, predict_levels
+from spine_lightning.inference.segment import predict_levels
 
 log = logging.getLogger(__name__)
 CENTROID_SOURCES = ("labels", "automatic")
@@ -81,7 +82,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     rows = []
     for subject in track(subjects, description="evaluating", disable=len(subjects) < 2):
         image, truth = subject.load()
-        memo = {}  # refinement's last crops are the final ones (inference/segment.py)
+        memo = {}  # refinement's last crops are the final ones (inference/centres.py)
         if cfg.centroids == "labels":
             centres = {VERSE_NAMES[v]: c for v, c in label_centroids(truth).items() if v in VERSE_NAMES}
         else:

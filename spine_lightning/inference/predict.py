@@ -19,11 +19,12 @@ from spine_lightning.data.centroids import read_centroids
 from spine_lightning.data.imageio import read_image
 from spine_lightning.data.labels import LUMBAR_LEVELS, UNNAMED_BASE, is_unnamed, label_value, level_value
 from spine_lightning.data.scan import STREAMED_SUFFIXES, open_scan
+from spine_lightning.inference.centres import automatic_centres
 from spine_lightning.inference.checkpoints import checkpoint_path, load_segmentation_module
 from spine_lightning.inference.export import mask_mesh, signed_distance_at, write_deviation_png, write_mesh
 from spine_lightning.inference.inputs import case_name, check_writable, find_cases
 from spine_lightning.inference.preview import write_preview
-from spine_lightning.inference.segment import automatic_centres, predict_levels, preprocessing_of
+from spine_lightning.inference.segment import predict_levels, preprocessing_of
 from spine_lightning.inference.summary import level_summaries
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
     levels = list(cfg.levels or module.hparams.levels)
 
     t = time.perf_counter()
-    memo = {}  # crops the network has segmented: refinement's last crop is the final one (segment.py)
+    memo = {}  # crops the network has segmented: refinement's last crop is the final one (centres.py)
     if cfg.get("centroids"):
         # The centroid file's voxel axes need the scan's geometry only: an empty uint8 grid.
         centres, localisation = read_centroids(cfg.centroids, scan.grid()), dict(source=str(cfg.centroids))

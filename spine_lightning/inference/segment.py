@@ -20,12 +20,10 @@ from scipy import ndimage
 
 from spine_lightning.data.crops import crop_ct, crop_frame, frame_corners_mm
 from spine_lightning.data.intensity import window
-from spine_lightning.data.labels import label_value, unnamed_name
+from spine_lightning.data.labels import label_value
 from spine_lightning.data.scan import Scan, as_scan
-from spine_lightning.inference.localization import localize
 
 PROBABILITY_SCALE = 255  # probabilities are kept as uint8 on the (possibly huge) input grid
-CONVERGED_VOXELS = 0.5  # refinement stops when the segmented centroid is this close to the crop's centre
 DEFAULT_PREPROCESSING = dict(spacing=1.0, crop_size=[96, 112, 64], window_hu=[-1000.0, 2000.0])
 
 
@@ -113,7 +111,7 @@ def predict_levels(
     """Segment every level in `centres` (level name → physical centroid, mm) onto `image`'s grid.
     Unnamed vertebrae ('vertebra1', ...) are written as 101, 102, ... (`labels.label_value`).
     `mirror_lr`: test-time mirroring (see `foreground_probability`), twice the network's time.
-    `memo`: that of the refinement (`automatic_centres`), whose last crops it reuses.
+    `memo`: that of the refinement (`centres.automatic_centres`), whose last crops it reuses.
 
     Only the part of the scan under each crop is read (see `scan.Scan`).
     """
@@ -153,73 +151,3 @@ def predict_levels(
     out.SetOrigin(scan.origin)
     out.SetDirection(scan.direction)
     return Prediction(out, best, dict(centres))
-
-
-def mask_centroid(prob: sitk.Image) -> tuple[float, float, float] | None:
-    """Physical centroid of the largest connected component of `prob > 0.5` (None if empty)."""
-    parts = sitk.RelabelComponent(sitk.ConnectedComponent(prob > 0.5, True), sortByObjectSize=True)
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(parts)
-    return tuple(stats.GetCentroid(1)) if 1 in stats.GetLabels() else None
-
-
-def refine_centres(
-    module, image: sitk.Image | Scan, centres: dict[str, tuple[float, float, float]], iterations: int,
-    max_shift_mm: float, memo: dict | None = None,
-) -> tuple[dict[str, tuple[float, float, float]], dict[str, list[float]]]:
-    """Move each crop centre onto the centroid of the vertebra the network segments there.
-
-    A coarse centre that sits off the vertebra's centroid (e.g. on its body) gives a crop the network
-    was not trained on; re-centring on the segmented vertebra, as often as `iterations`, brings the
-    crop back to how training saw it. A move longer than `max_shift_mm` (the network found a
-    neighbour, or nothing) is not taken; nor is one under half a crop voxel (`CONVERGED_VOXELS`): the
-    crop already sits on its vertebra, and stays, so that the final prediction is that same crop
-    (`memo`, see `foreground_probability`). Returns the new centres and each level's moves (mm).
-    """
-    scan = as_scan(image)
-    prep = preprocessing_of(module)
-    refined, moves = {}, {}
-    for level, centre in centres.items():
-        current, moves[level] = tuple(centre), []
-        for _ in range(iterations):
-            frame = crop_frame(current, prep["crop_size"], prep["spacing"])
-            region = covered_region(scan, frame)
-            if region is None:
-                break
-            prob = foreground_probability(module, scan.region(*region), frame, prep["window_hu"], memo=memo)
-            found = mask_centroid(prob)
-            shift = None if found is None else float(np.linalg.norm(np.subtract(found, centre)))
-            if shift is None or shift > max_shift_mm:
-                break
-            move = float(np.linalg.norm(np.subtract(found, current)))
-            if move < CONVERGED_VOXELS * float(prep["spacing"]):
-                break
-            moves[level].append(move)
-            current = found
-        refined[level] = current
-    return refined, moves
-
-
-def automatic_centres(
-    module, image: sitk.Image | Scan, levels, refine, hint: dict | None = None, memo: dict | None = None
-) -> tuple[dict, dict]:
-    """Centres of `levels` without given centroids: the weight-free localiser (named from its anchors
-    or the user's `hint`), then `refine_centres` (`refine`: iterations, max_shift_mm). When the
-    localiser names nothing, every body it found is segmented as 'vertebra1', 'vertebra2', ...
-    (foot to head). Returns the centres and what the report says of them; `memo`: see
-    `foreground_probability`."""
-    scan = as_scan(image)
-    found = localize(scan, hint)
-    if found.named:
-        coarse = {lv: c for lv, c in found.centres.items() if lv in levels}
-    else:
-        coarse = {unnamed_name(k + 1): c for k, c in enumerate(found.bodies_mm)}
-    max_shift_mm = float(refine.get("max_shift_mm", 15.0))
-    scan.reuse_regions(max_shift_mm)  # each level's refinement crops and final crop lie within this of its first
-    centres, moves = refine_centres(module, scan, coarse, int(refine.get("iterations", 0)), max_shift_mm, memo)
-    return centres, dict(
-        source="automatic",
-        **found.report(),
-        refined_centres_mm={lv: list(c) for lv, c in centres.items()},
-        refinement_moves_mm=moves,
-    )

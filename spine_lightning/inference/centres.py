@@ -1,0 +1,214 @@
+"""Crop centres without given centroids: the weight-free localiser's bodies, re-centred by the
+segmentation network on the vertebra it segments there (`refine_centres`), and, when the bodies
+could not be named, made one centre per vertebra in view (`one_centre_per_vertebra`: a vertebra
+the localiser missed between two others is segmented too, two centres on one vertebra become one).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from spine_lightning.data.crops import crop_ct, crop_frame
+from spine_lightning.data.labels import unnamed_name
+from spine_lightning.data.scan import Scan, as_scan
+from spine_lightning.inference.localization import localize
+from spine_lightning.inference.localization.grid import BONE_HU
+from spine_lightning.inference.segment import covered_region, foreground_probability, preprocessing_of
+
+CONVERGED_VOXELS = 0.5  # refinement stops when the segmented centroid is this close to the crop's centre
+# A gap between neighbouring centres of at least this many median spacings may hold a missed
+# vertebra (one missed leaves two spacings; the spacing grows by under a third from one vertebra to
+# the next); a centre there is kept only when the network segments a vertebra of its own.
+GAP_SPACINGS = 1.5
+DISTINCT_SPACINGS = 0.5  # two centres nearer than this many median spacings sit on one vertebra
+SETTLED_MM = 2.0  # a centre whose segmented centroid moves less than this has found its vertebra
+SHARED_MAX = 0.2  # a vertebra found in a gap shares less than this of its voxels with either neighbour
+# a vertebra is bone: over 40 % of every real vertebra's expert mask lies above BONE_HU (sub-verse006,
+# -007, TPTBox), the osteoporotic ones included; a network can segment a soft-tissue gap's shape
+BONE_FRACTION_MIN = 0.2
+SETTLE_ITERATIONS = 6  # re-centrings allowed to a centre placed in a gap, and to its neighbours
+
+
+def largest_part(prob: sitk.Image) -> sitk.Image | None:
+    """The largest connected component of `prob > 0.5`, a mask on the crop frame (None if empty)."""
+    parts = sitk.RelabelComponent(sitk.ConnectedComponent(prob > 0.5, True), sortByObjectSize=True)
+    return parts == 1 if sitk.GetArrayViewFromImage(parts).max() >= 1 else None
+
+
+def centroid(mask: sitk.Image) -> tuple[float, float, float]:
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(mask)
+    return tuple(stats.GetCentroid(1))
+
+
+def shared_fraction(mask: sitk.Image, other: sitk.Image) -> float:
+    """The fraction of `mask`'s voxels that `other` (on another crop frame) holds too."""
+    on_mask = sitk.Resample(other, mask, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    inside = sitk.GetArrayViewFromImage(mask) > 0
+    return float((sitk.GetArrayViewFromImage(on_mask)[inside] > 0).mean())
+
+
+def bone_fraction(scan: Scan, mask: sitk.Image) -> float:
+    """The fraction of `mask`'s voxels denser than bone (BONE_HU) in the scan."""
+    frame = dict(size=list(mask.GetSize()), origin=list(mask.GetOrigin()), spacing=list(mask.GetSpacing()),
+                 direction=list(mask.GetDirection()))
+    hu = crop_ct(scan.region(*covered_region(scan, frame)), frame, outside="repeat")
+    return float((hu[sitk.GetArrayViewFromImage(mask) > 0] > BONE_HU).mean())
+
+
+def segmented_vertebra(module, scan: Scan, centre, memo: dict | None) -> sitk.Image | None:
+    """The vertebra the network segments in the crop centred at `centre`: the largest part of its
+    mask (None: nothing, or the crop lies outside the scan)."""
+    prep = preprocessing_of(module)
+    frame = crop_frame(tuple(centre), prep["crop_size"], prep["spacing"])
+    region = covered_region(scan, frame)
+    if region is None:
+        return None
+    return largest_part(foreground_probability(module, scan.region(*region), frame, prep["window_hu"], memo=memo))
+
+
+def refine_centres(
+    module, image: sitk.Image | Scan, centres: dict[str, tuple[float, float, float]], iterations: int,
+    max_shift_mm: float, memo: dict | None = None,
+) -> tuple[dict[str, tuple[float, float, float]], dict[str, list[float]]]:
+    """Move each crop centre onto the centroid of the vertebra the network segments there.
+
+    A coarse centre that sits off the vertebra's centroid (e.g. on its body) gives a crop the network
+    was not trained on; re-centring on the segmented vertebra, as often as `iterations`, brings the
+    crop back to how training saw it. A move longer than `max_shift_mm` (the network found a
+    neighbour, or nothing) is not taken; nor is one under half a crop voxel (`CONVERGED_VOXELS`): the
+    crop already sits on its vertebra, and stays, so that the final prediction is that same crop
+    (`memo`, see `segment.foreground_probability`). Returns the new centres and each level's moves (mm).
+    """
+    scan = as_scan(image)
+    spacing = float(preprocessing_of(module)["spacing"])
+    refined, moves = {}, {}
+    for level, centre in centres.items():
+        current, moves[level] = tuple(centre), []
+        for _ in range(iterations):
+            mask = segmented_vertebra(module, scan, current, memo)
+            found = None if mask is None else centroid(mask)
+            shift = None if found is None else float(np.linalg.norm(np.subtract(found, centre)))
+            if shift is None or shift > max_shift_mm:
+                break
+            move = float(np.linalg.norm(np.subtract(found, current)))
+            if move < CONVERGED_VOXELS * spacing:
+                break
+            moves[level].append(move)
+            current = found
+        refined[level] = current
+    return refined, moves
+
+
+def settled_vertebra(module, scan: Scan, start, max_shift_mm: float, memo: dict | None) -> sitk.Image | None:
+    """The vertebra a crop centred at `start` settles on, re-centred on what the network segments up
+    to SETTLE_ITERATIONS times; None when it segments nothing there, finds a vertebra more than
+    `max_shift_mm` away, or keeps moving (a crop between two vertebrae)."""
+    current = np.asarray(start, float)
+    for _ in range(SETTLE_ITERATIONS):
+        mask = segmented_vertebra(module, scan, current, memo)
+        if mask is None or np.linalg.norm(np.subtract(centroid(mask), start)) > max_shift_mm:
+            return None
+        move = float(np.linalg.norm(np.subtract(centroid(mask), current)))
+        current = np.asarray(centroid(mask), float)
+        if move < SETTLED_MM:
+            return mask
+    return None
+
+
+def one_centre_per_vertebra(
+    module, image: sitk.Image | Scan, centres: list, memo: dict | None = None
+) -> tuple[list, list]:
+    """Refined centres of unnamed bodies (foot to head) made one per vertebra in view.
+
+    Two centres nearer than DISTINCT_SPACINGS median spacings sit on one vertebra: the upper one is
+    dropped. A gap of GAP_SPACINGS median spacings or more holds round(gap / spacing) - 1 missed
+    vertebrae if the network says so: a centre placed evenly in the gap is kept when it settles on a
+    vertebra (`settled_vertebra`) of its own: DISTINCT_SPACINGS from every other centre, at least
+    BONE_FRACTION_MIN of it bone, and sharing under SHARED_MAX of its voxels with what the network
+    segments at the centres either side, once they have settled (a crop between two vertebrae
+    segments parts of both); those neighbours, which the localiser may have placed between two
+    vertebrae, then keep their settled centres. Only for bodies that are not named: a vertebra added
+    or dropped changes the count, so names never come from here.
+    Returns the centres and, for each, the index in `centres` it came from (None: added)."""
+    scan = as_scan(image)
+    points = [np.asarray(c, float) for c in centres]
+    if len(points) < 3:
+        return [tuple(map(float, p)) for p in points], list(range(len(points)))
+    spacing = float(np.median(np.linalg.norm(np.diff(points, axis=0), axis=1)))
+
+    def distinct(p, others) -> bool:
+        return all(np.linalg.norm(np.subtract(p, q)) >= DISTINCT_SPACINGS * spacing for q in others)
+
+    def settled(centre) -> tuple[np.ndarray, sitk.Image | None]:
+        """A neighbour re-centred on its vertebra (where it settles) and that vertebra's mask."""
+        mask = settled_vertebra(module, scan, centre, spacing / 2, memo)
+        if mask is None:
+            return centre, segmented_vertebra(module, scan, centre, memo)
+        return np.asarray(centroid(mask)), mask
+
+    kept = [0] + [i for i in range(1, len(points)) if distinct(points[i], points[:i])]
+    out, sources = [points[kept[0]]], [kept[0]]
+    for below, above in zip(kept[:-1], kept[1:], strict=True):
+        gap = float(np.linalg.norm(points[above] - points[below]))
+        missing = int(round(gap / spacing)) - 1 if gap >= GAP_SPACINGS * spacing else 0
+        for k in range(1, missing + 1):
+            start = points[below] + (points[above] - points[below]) * k / (missing + 1)
+            mask = settled_vertebra(module, scan, start, spacing / 2, memo)
+            if mask is None or bone_fraction(scan, mask) < BONE_FRACTION_MIN:
+                continue
+            found = np.asarray(centroid(mask))
+            # the neighbours either side settle first: the localiser may have put one between two vertebrae
+            (low, low_mask), (high, high_mask) = settled(out[-1]), settled(points[above])
+            if distinct(found, [*out[:-1], low, high]) and all(
+                side is None or shared_fraction(mask, side) < SHARED_MAX for side in (low_mask, high_mask)
+            ):
+                out[-1], points[above] = low, high
+                out.append(found)
+                sources.append(None)
+        out.append(points[above])
+        sources.append(above)
+    return [tuple(map(float, p)) for p in out], sources
+
+
+def automatic_centres(
+    module, image: sitk.Image | Scan, levels, refine, hint: dict | None = None, memo: dict | None = None
+) -> tuple[dict, dict]:
+    """Centres of `levels` without given centroids: the weight-free localiser (named from its anchors
+    or the user's `hint`), then `refine_centres` (`refine`: iterations, max_shift_mm). When the
+    localiser names nothing, every body it found is segmented as 'vertebra1', 'vertebra2', ...
+    (foot to head), made one centre per vertebra first (`one_centre_per_vertebra`). Returns the
+    centres and what the report says of them; `memo`: see `segment.foreground_probability`."""
+    scan = as_scan(image)
+    found = localize(scan, hint)
+    if found.named:
+        coarse = {lv: c for lv, c in found.centres.items() if lv in levels}
+    else:
+        coarse = {unnamed_name(k + 1): c for k, c in enumerate(found.bodies_mm)}
+    max_shift_mm = float(refine.get("max_shift_mm", 15.0))
+    scan.reuse_regions(max_shift_mm)  # each level's refinement crops and final crop lie within this of its first
+    centres, moves = refine_centres(module, scan, coarse, int(refine.get("iterations", 0)), max_shift_mm, memo)
+    completed = {}
+    if not found.named and refine.get("one_per_vertebra", False):
+        names, before = list(centres), list(centres.values())
+        points, sources = one_centre_per_vertebra(module, scan, list(centres.values()), memo)
+        centres = {unnamed_name(k + 1): p for k, p in enumerate(points)}
+        moves = {unnamed_name(k + 1): moves[names[s]] for k, s in enumerate(sources) if s is not None}
+        added = [unnamed_name(k + 1) for k, s in enumerate(sources) if s is None]
+        completed = dict(
+            vertebrae_added=added,
+            centres_dropped_mm=[list(before[i]) for i in range(len(before)) if i not in sources],
+        )
+        if added:
+            found.note += (f"; {', '.join(added)} found by the network between bodies the localiser placed "
+                           "(a vertebra it missed)")
+        if len(completed["centres_dropped_mm"]):
+            found.note += f"; {len(completed['centres_dropped_mm'])} centre(s) on a vertebra segmented already dropped"
+    return centres, dict(
+        source="automatic",
+        **found.report(),
+        refined_centres_mm={lv: list(c) for lv, c in centres.items()},
+        refinement_moves_mm=moves,
+        **completed,
+    )
