@@ -209,15 +209,17 @@ def test_a_gap_without_a_vertebra_gets_none_and_two_centres_on_one_vertebra_beco
     assert sources == [*range(gap + 1), *range(gap + 2, len(twice))]
 
 
-def test_every_vertebra_of_a_real_scan_gets_its_own_label_where_the_localiser_missed_one(default_model):
-    """sub-verse007 (real, T9-L3, no sacrum): the localiser places one body between T12 and L1 and
-    the bodies stay unnamed; the network finds the one missed, so each vertebra has a label of its
-    own, instead of T12 and L1 sharing one."""
+@pytest.mark.parametrize("subject", ["sub-verse007", "sub-verse006"])
+def test_every_vertebra_of_a_real_scan_gets_its_own_label_where_the_localiser_missed_one(default_model, subject):
+    """Two real VerSe scans whose bodies stay unnamed (no anchor in view, or irregular spacing):
+    sub-verse007 (T9-L3), where the localiser places one body between T12 and L1, and sub-verse006
+    (L3 cut, L4, L5, S1 cut), where it finds none at L5; the network finds the one missed, so each
+    expert-masked vertebra has a label of its own (before: T12 and L1 shared one; L5 had none)."""
     from spine_lightning.inference.segment import predict_levels
 
     verse = asset_path("verse")
-    image = sitk.ReadImage(str(verse / "sub-verse007_ct.nii.gz"))
-    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(verse / "sub-verse007_seg-vert_msk.nii.gz")))
+    image = sitk.ReadImage(str(verse / f"{subject}_ct.nii.gz"))
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(verse / f"{subject}_seg-vert_msk.nii.gz")))
     centres, report = automatic_centres(default_model, image, default_model.hparams.levels, predict_config().refine)
     assert not report["named"] and report["vertebrae_added"], report["note"]
     assert all(name.startswith("vertebra") for name in centres)  # unnamed: 'vertebra1', ... foot to head

@@ -136,7 +136,9 @@ def one_centre_per_vertebra(
     points = [np.asarray(c, float) for c in centres]
     if len(points) < 3:
         return [tuple(map(float, p)) for p in points], list(range(len(points)))
-    spacing = float(np.median(np.linalg.norm(np.diff(points, axis=0), axis=1)))
+    gaps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    # the vertebrae's spacing: with two gaps their median is their mean, which a missed vertebra inflates
+    spacing = float(np.median(gaps) if len(gaps) >= 3 else gaps.min())
 
     def distinct(p, others) -> bool:
         return all(np.linalg.norm(np.subtract(p, q)) >= DISTINCT_SPACINGS * spacing for q in others)
