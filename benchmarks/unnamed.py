@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from benchmarks.naming import cases, cut_by_the_edge, score
+from benchmarks.naming import cases, cut_by_the_edge
 from spine_lightning.data.assets import asset_path
-from spine_lightning.data.crops import label_centroids
 from spine_lightning.inference.centres import automatic_centres
 from spine_lightning.inference.checkpoints import checkpoint_path, load_segmentation_module
 from spine_lightning.inference.localization import localize
@@ -60,8 +59,8 @@ def main(argv=None) -> int:
     module = load_segmentation_module(checkpoint_path(args.ckpt))
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     lines = ["| case | seed | vertebrae in view | own label: off / on | spurious: off / on | added | dropped "
-             "| named on: identified / wrong | time on (s) |", "|---|---|---|---|---|---|---|---|---|"]
-    totals = np.zeros(8, int)
+             "| time on (s) |", "|---|---|---|---|---|---|---|---|"]
+    totals = np.zeros(6, int)
     for name, seed, image, label, names in cases(seeds, asset_path("real_ct"), asset_path("verse")):
         if localize(image).named:
             continue
@@ -76,18 +75,14 @@ def main(argv=None) -> int:
             pred = sitk.GetArrayFromImage(predict_levels(module, image, centres).label)
             row.append((*own_labels_and_spurious(pred, reference, scored), time.perf_counter() - t, report))
         (own_off, spur_off, _, _), (own_on, spur_on, seconds, report) = row
-        added, dropped = len(report["vertebrae_added_mm"]), len(report["centres_dropped_mm"])
-        truth = {names[v]: c for v, c in label_centroids(label).items() if v in names}
-        identified, wrong = score(report["centres_mm"], truth) if report["named"] else ({}, 0)
-        totals += [len(scored), own_off, own_on, spur_off, spur_on, added, len(identified), wrong]
-        named = f"{len(identified)} / {wrong}" if report["named"] else "unnamed"
+        added, dropped = len(report["vertebrae_added"]), len(report["centres_dropped_mm"])
+        totals += [len(scored), own_off, own_on, spur_off, spur_on, added]
         lines.append(f"| {name} | {seed} | {len(scored)} | {own_off} / {own_on} | {spur_off} / {spur_on} | {added} | "
-                     f"{dropped} | {named} | {seconds:.1f} |")
-    n, own_off, own_on, spur_off, spur_on, added, identified, wrong = totals.tolist()
+                     f"{dropped} | {seconds:.1f} |")
+    n, own_off, own_on, spur_off, spur_on, added = totals.tolist()
     lines += ["", f"Unnamed cases: {len(lines) - 2}; vertebrae wholly in view with a label of their own: "
               f"{own_off}/{n} without the check, **{own_on}/{n}** with it; spurious labels {spur_off} -> "
-              f"{spur_on}; vertebrae added {added}; named again after the check: {identified} vertebrae "
-              f"identified, **{wrong} wrong names**.", "", f"Network: `{checkpoint_path(args.ckpt)}`, seeds "
+              f"{spur_on}; vertebrae added {added}.", "", f"Network: `{checkpoint_path(args.ckpt)}`, seeds "
               f"{seeds.start}-{seeds.stop - 1}."]
     table = "\n".join(lines)
     print(table)

@@ -543,20 +543,3 @@ def test_a_body_below_the_discs_is_kept_only_as_the_sacrum_or_unnamed_under_t12s
     assert not run(False, None, False)  # no names: an extra unnamed body is not made up
     assert not run(False, None, True, hint={"lowest_level": "L5"})  # the hint counts from the lowest body
     assert not run(False, 2, True)  # a sacrum elsewhere: the added body is not it
-
-
-def test_bodies_placed_by_another_stage_are_named_by_the_same_checks(with_ribs):
-    """`name_given_bodies` reads the anchors and the count at centres given from outside (the
-    network's one centre per vertebra): the true centroids are named right; with one missed, the
-    count is refused, as it is for the localiser's own bodies."""
-    from spine_lightning.inference.localization.pipeline import name_given_bodies
-
-    image, label = with_ribs
-    truth = _truth(label)
-    bottom_up = sorted(truth.values(), key=lambda c: c[2])
-    loc = name_given_bodies(image, bottom_up, None, "given")
-    assert loc.named and loc.confidence == "high", loc.note  # both anchors, and they agree
-    assert _wrong_names(loc.centres, truth) == [] and {"L1", "L2", "L3", "L4", "L5"} <= set(loc.centres)
-    l3 = next(k for k, c in enumerate(bottom_up) if np.allclose(c, truth["L3"]))
-    missed = name_given_bodies(image, bottom_up[:l3] + bottom_up[l3 + 1 :], None, "given")
-    assert not missed.named and "irregularly spaced" in missed.note

@@ -14,7 +14,6 @@ from spine_lightning.data.labels import unnamed_name
 from spine_lightning.data.scan import Scan, as_scan
 from spine_lightning.inference.localization import localize
 from spine_lightning.inference.localization.grid import BONE_HU
-from spine_lightning.inference.localization.pipeline import name_given_bodies
 from spine_lightning.inference.segment import covered_region, foreground_probability, preprocessing_of
 
 CONVERGED_VOXELS = 0.5  # refinement stops when the segmented centroid is this close to the crop's centre
@@ -29,7 +28,6 @@ SHARED_MAX = 0.2  # a vertebra found in a gap shares less than this of its voxel
 # -007, TPTBox), the osteoporotic ones included; a network can segment a soft-tissue gap's shape
 BONE_FRACTION_MIN = 0.2
 SETTLE_ITERATIONS = 6  # re-centrings allowed to a centre placed in a gap, and to its neighbours
-SAME_BODY_MM = 10.0  # a body the localiser names lies this near the network's centre it was read at
 
 
 def largest_part(prob: sitk.Image) -> sitk.Image | None:
@@ -176,26 +174,6 @@ def one_centre_per_vertebra(
     return [tuple(map(float, p)) for p in out], sources
 
 
-def named_again(scan: Scan, points: list, found, hint: dict | None) -> tuple | None:
-    """The anchors and the count read again (`name_given_bodies`) on the network's one centre per
-    vertebra, when it changed the localiser's bodies that could not be counted: (the localisation,
-    {index in `points`: name}), or None when nothing is named, a named body is not one of `points`,
-    or the localiser turned the column upright (its grid is not the one these bodies are read on)."""
-    if found.turned_upright_deg or found.turned_sideways_deg:
-        return None
-    again = name_given_bodies(scan, points, hint, "the network's centres, one per vertebra")
-    if not again.named:
-        return None
-    labels = {}
-    for name, centre in again.centres.items():
-        distance = [float(np.linalg.norm(np.subtract(centre, p))) for p in points]
-        k = int(np.argmin(distance))
-        if distance[k] > SAME_BODY_MM or k in labels:
-            return None
-        labels[k] = name
-    return again, labels
-
-
 def automatic_centres(
     module, image: sitk.Image | Scan, levels, refine, hint: dict | None = None, memo: dict | None = None
 ) -> tuple[dict, dict]:
@@ -216,25 +194,19 @@ def automatic_centres(
     completed = {}
     if not found.named and refine.get("one_per_vertebra", False):
         names, before = list(centres), list(centres.values())
-        points, sources = one_centre_per_vertebra(module, scan, before, memo)
-        added = [k for k, s in enumerate(sources) if s is None]
-        dropped = [list(before[i]) for i in range(len(before)) if i not in sources]
-        renamed = named_again(scan, points, found, hint) if added or dropped else None
-        if renamed:
-            unnamed_note, (found, labels) = found.note, renamed
-            found.note += f" (counted on the network's centres, one per vertebra; the localiser's own: {unnamed_note})"
-            centres = {labels[k]: p for k, p in enumerate(points) if labels.get(k) in levels}
-        else:
-            labels = {k: unnamed_name(k + 1) for k in range(len(points))}
-            centres = {labels[k]: p for k, p in enumerate(points)}
-        moves = {labels[k]: moves[names[s]] for k, s in enumerate(sources)
-                 if s is not None and labels.get(k) in centres}
-        completed = dict(vertebrae_added_mm=[list(points[k]) for k in added], centres_dropped_mm=dropped)
+        points, sources = one_centre_per_vertebra(module, scan, list(centres.values()), memo)
+        centres = {unnamed_name(k + 1): p for k, p in enumerate(points)}
+        moves = {unnamed_name(k + 1): moves[names[s]] for k, s in enumerate(sources) if s is not None}
+        added = [unnamed_name(k + 1) for k, s in enumerate(sources) if s is None]
+        completed = dict(
+            vertebrae_added=added,
+            centres_dropped_mm=[list(before[i]) for i in range(len(before)) if i not in sources],
+        )
         if added:
-            found.note += "; " + ", ".join(labels.get(k, f"body {k + 1} from the foot") for k in added) + (
-                " found by the network between bodies the localiser placed (a vertebra it missed)")
-        if dropped:
-            found.note += f"; {len(dropped)} centre(s) on a vertebra segmented already dropped"
+            found.note += (f"; {', '.join(added)} found by the network between bodies the localiser placed "
+                           "(a vertebra it missed)")
+        if len(completed["centres_dropped_mm"]):
+            found.note += f"; {len(completed['centres_dropped_mm'])} centre(s) on a vertebra segmented already dropped"
     return centres, dict(
         source="automatic",
         **found.report(),

@@ -142,11 +142,14 @@ def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: n
     the pelvis, where a minimum of its profile is no body (a body placed there hid an S1 not found,
     and L5 was called S1). The column's extent stays the centre line's: bone going on below a
     sacrum, pelvis or not, keeps the probe for an S1 not found (`ilia_below_the_sacrum`) running."""
-    column, on, fine = column_read(grid, hu, bone, line, view)
-    extent = column.extent
+    _, on = on_the_column(bone, line, GRID_MM)  # neither bodies nor discs where the line left the column
+    extent = column_extent(bone, line, GRID_MM)
     minima = body_minima(body_profile(hu, line, GRID_MM), GRID_MM)
     minima = minima[on[minima]]
-    candidates = column.disc_candidates
+    fine = body_profile(hu, line, GRID_MM, DISC_SMOOTH_MM)
+    candidates = disc_candidates(fine, GRID_MM)[0]
+    candidates = candidates[on[candidates]]
+    column = Column(grid, hu, bone, view, line, lateral_parts(bone, line, GRID_MM), candidates, extent)
     gaps = np.diff(minima) * GRID_MM
     relative = gaps / np.median(gaps) if len(gaps) else np.zeros(1)
     regular = GAP_RANGE[0] <= relative.min() and relative.max() <= GAP_RANGE[1]
@@ -170,32 +173,6 @@ def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: n
         loc, _ = locate_bodies(column, minima, "core profile minima", hint, not_named=(
             "the core profile's minima sit on discs and the discs do not form a regular chain, so the "
             "bodies cannot be counted"))
-    return loc
-
-
-def column_read(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: np.ndarray, view: np.ndarray):
-    """The column as the later stages read it, where the centre line is on it (`on`, per slice:
-    neither bodies nor discs are sought where it left the column), and the barely smoothed core
-    profile whose narrow dips are the disc candidates."""
-    _, on = on_the_column(bone, line, GRID_MM)
-    fine = body_profile(hu, line, GRID_MM, DISC_SMOOTH_MM)
-    candidates = disc_candidates(fine, GRID_MM)[0]
-    candidates = candidates[on[candidates]]
-    extent = column_extent(bone, line, GRID_MM)
-    return Column(grid, hu, bone, view, line, lateral_parts(bone, line, GRID_MM), candidates, extent), on, fine
-
-
-def name_given_bodies(image: sitk.Image | Scan, bodies_mm: list, hint: dict | None, detector: str) -> Localisation:
-    """Anchors and names, as `localize` reads them, for bodies placed by a later stage (physical
-    centres, foot to head: the segmentation network's one centre per vertebra) on a column standing
-    upright in the scan; every check of `locate_bodies` applies (regular spacing, the column covered,
-    anchors that agree, a fitting count). The names are those of the given bodies, by index."""
-    grid, view, hu, bone, line = column_on_grid(image)
-    if line is None or not len(bodies_mm):
-        return Localisation(note="no spine column found: no vertebra is named")
-    column, _, _ = column_read(grid, hu, bone, line, view)
-    z = np.array([grid.TransformPhysicalPointToContinuousIndex([float(c) for c in p])[2] for p in bodies_mm])
-    loc, _ = locate_bodies(column, np.clip(np.round(z), 0, hu.shape[0] - 1).astype(int), detector, hint)
     return loc
 
 
