@@ -122,8 +122,9 @@ def one_centre_per_vertebra(
 ) -> tuple[list, list]:
     """Refined centres of unnamed bodies (foot to head) made one per vertebra in view.
 
-    Two centres nearer than DISTINCT_SPACINGS median spacings sit on one vertebra: the upper one is
-    dropped. A gap of GAP_SPACINGS median spacings or more holds round(gap / spacing) - 1 missed
+    The spacing is the median gap between the centres (with three, the smaller gap). Two centres
+    nearer than DISTINCT_SPACINGS spacings sit on one vertebra: the upper one is dropped. A gap of
+    GAP_SPACINGS spacings or more holds round(gap / spacing) - 1 missed
     vertebrae if the network says so: a centre placed evenly in the gap is kept when it settles on a
     vertebra (`settled_vertebra`) of its own: DISTINCT_SPACINGS from every other centre, at least
     BONE_FRACTION_MIN of it bone, and sharing under SHARED_MAX of its voxels with what the network
@@ -150,7 +151,10 @@ def one_centre_per_vertebra(
             return centre, segmented_vertebra(module, scan, centre, memo)
         return np.asarray(centroid(mask)), mask
 
-    kept = [0] + [i for i in range(1, len(points)) if distinct(points[i], points[:i])]
+    kept = [0]
+    for i in range(1, len(points)):
+        if distinct(points[i], [points[k] for k in kept]):
+            kept.append(i)
     out, sources = [points[kept[0]]], [kept[0]]
     for below, above in zip(kept[:-1], kept[1:], strict=True):
         gap = float(np.linalg.norm(points[above] - points[below]))
