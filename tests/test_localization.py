@@ -232,3 +232,15 @@ def test_every_vertebra_of_a_real_scan_gets_its_own_label_where_the_localiser_mi
         best[int(value)] = max(dice.items(), key=lambda kv: kv[1])
     assert len({p for p, _ in best.values()}) == len(best), best  # one label per vertebra
     assert all(d >= 0.5 for _, d in best.values()), best
+
+
+def test_a_centre_off_the_column_is_dropped(default_model):
+    """A body placed in the pelvis (a spacing below S1 and 55 mm to the side, as on the real CT
+    leaning 15°, where the network segmented part of the sacrum's side there) is not a vertebra of
+    the column: dropped, the others kept."""
+    from spine_lightning.inference.centres import one_centre_per_vertebra
+
+    image, _, centres, _ = _lumbar_phantom_centres()
+    below = np.add(2 * np.asarray(centres[0]) - np.asarray(centres[1]), (55.0, 0.0, 0.0))
+    _, sources = one_centre_per_vertebra(default_model, image, [below, *centres])
+    assert sources == list(range(1, len(centres) + 1))

@@ -27,6 +27,7 @@ SHARED_MAX = 0.2  # a vertebra found in a gap shares less than this of its voxel
 # a vertebra is bone: over 40 % of every real vertebra's expert mask lies above BONE_HU (sub-verse006,
 # -007, TPTBox), the osteoporotic ones included; a network can segment a soft-tissue gap's shape
 BONE_FRACTION_MIN = 0.2
+OFF_COLUMN_SPACINGS = 1.0  # a centre this far from where its neighbours put it is off the column
 SETTLE_ITERATIONS = 6  # re-centrings allowed to a centre placed in a gap, and to its neighbours
 
 
@@ -117,13 +118,32 @@ def settled_vertebra(module, scan: Scan, start, max_shift_mm: float, memo: dict 
     return None
 
 
+def on_the_column(points: list, spacing: float, indices: list[int]) -> list[int]:
+    """`indices` (of `points`, foot to head) without the centres off the column: while one lies more
+    than OFF_COLUMN_SPACINGS spacings from where its neighbours put it (between the two either side;
+    at an end, a spacing on from the next two), the farthest is dropped (a bone of the pelvis
+    segmented beside the sacrum, 60 mm off the line of the bodies above, on the real CT leaning 15°)."""
+    kept = list(range(len(points)))
+    while len(kept) >= 4:
+        at = [np.asarray(points[k], float) for k in kept]
+        between = [(a + b) / 2 for a, b in zip(at[:-2], at[2:], strict=True)]
+        expected = [2 * at[1] - at[2], *between, 2 * at[-2] - at[-3]]
+        off = [float(np.linalg.norm(a - e)) for a, e in zip(at, expected, strict=True)]
+        worst = int(np.argmax(off))
+        if off[worst] <= OFF_COLUMN_SPACINGS * spacing:
+            break
+        kept.pop(worst)
+    return [indices[k] for k in kept]
+
+
 def one_centre_per_vertebra(
     module, image: sitk.Image | Scan, centres: list, memo: dict | None = None
 ) -> tuple[list, list]:
     """Refined centres of unnamed bodies (foot to head) made one per vertebra in view.
 
     The spacing is the median gap between the centres (with three, the smaller gap). Two centres
-    nearer than DISTINCT_SPACINGS spacings sit on one vertebra: the upper one is dropped. A gap of
+    nearer than DISTINCT_SPACINGS spacings sit on one vertebra: the upper one is dropped; a centre
+    off the line of the others is dropped too (`on_the_column`). A gap of
     GAP_SPACINGS spacings or more holds round(gap / spacing) - 1 missed
     vertebrae if the network says so: a centre placed evenly in the gap is kept when it settles on a
     vertebra (`settled_vertebra`) of its own: DISTINCT_SPACINGS from every other centre, at least
@@ -155,6 +175,7 @@ def one_centre_per_vertebra(
     for i in range(1, len(points)):
         if distinct(points[i], [points[k] for k in kept]):
             kept.append(i)
+    kept = on_the_column([points[k] for k in kept], spacing, kept)
     out, sources = [points[kept[0]]], [kept[0]]
     for below, above in zip(kept[:-1], kept[1:], strict=True):
         gap = float(np.linalg.norm(points[above] - points[below]))
@@ -210,7 +231,8 @@ def automatic_centres(
             found.note += (f"; {', '.join(added)} found by the network between bodies the localiser placed "
                            "(a vertebra it missed)")
         if len(completed["centres_dropped_mm"]):
-            found.note += f"; {len(completed['centres_dropped_mm'])} centre(s) on a vertebra segmented already dropped"
+            found.note += (f"; {len(completed['centres_dropped_mm'])} centre(s) dropped: on a vertebra segmented "
+                           "already, or off the column")
     return centres, dict(
         source="automatic",
         **found.report(),
