@@ -102,19 +102,19 @@ def refine_centres(
     return refined, moves
 
 
-def settled_vertebra(module, scan: Scan, start, max_shift_mm: float, memo: dict | None) -> sitk.Image | None:
+def settled_vertebra(module, scan: Scan, start, max_shift_mm: float, memo: dict | None):
     """The vertebra a crop centred at `start` settles on, re-centred on what the network segments up
-    to SETTLE_ITERATIONS times; None when it segments nothing there, finds a vertebra more than
-    `max_shift_mm` away, or keeps moving (a crop between two vertebrae)."""
+    to SETTLE_ITERATIONS times: (its centroid, its mask); None when it segments nothing there, finds
+    a vertebra more than `max_shift_mm` away, or keeps moving (a crop between two vertebrae)."""
     current = np.asarray(start, float)
     for _ in range(SETTLE_ITERATIONS):
         mask = segmented_vertebra(module, scan, current, memo)
-        if mask is None or np.linalg.norm(np.subtract(centroid(mask), start)) > max_shift_mm:
+        found = None if mask is None else np.asarray(centroid(mask), float)
+        if found is None or np.linalg.norm(found - start) > max_shift_mm:
             return None
-        move = float(np.linalg.norm(np.subtract(centroid(mask), current)))
-        current = np.asarray(centroid(mask), float)
+        move, current = float(np.linalg.norm(found - current)), found
         if move < SETTLED_MM:
-            return mask
+            return found, mask
     return None
 
 
@@ -164,12 +164,10 @@ def one_centre_per_vertebra(
     def distinct(p, others) -> bool:
         return all(np.linalg.norm(np.subtract(p, q)) >= DISTINCT_SPACINGS * spacing for q in others)
 
-    def settled(centre) -> tuple[np.ndarray, sitk.Image | None]:
+    def neighbour(centre) -> tuple[np.ndarray, sitk.Image | None]:
         """A neighbour re-centred on its vertebra (where it settles) and that vertebra's mask."""
-        mask = settled_vertebra(module, scan, centre, spacing / 2, memo)
-        if mask is None:
-            return centre, segmented_vertebra(module, scan, centre, memo)
-        return np.asarray(centroid(mask)), mask
+        return settled_vertebra(module, scan, centre, spacing / 2, memo) or (
+            centre, segmented_vertebra(module, scan, centre, memo))
 
     kept = [0]
     for i in range(1, len(points)):
@@ -182,12 +180,12 @@ def one_centre_per_vertebra(
         missing = int(round(gap / spacing)) - 1 if gap >= GAP_SPACINGS * spacing else 0
         for k in range(1, missing + 1):
             start = points[below] + (points[above] - points[below]) * k / (missing + 1)
-            mask = settled_vertebra(module, scan, start, spacing / 2, memo)
-            if mask is None or bone_fraction(scan, mask) < BONE_FRACTION_MIN:
+            candidate = settled_vertebra(module, scan, start, spacing / 2, memo)
+            if candidate is None or bone_fraction(scan, candidate[1]) < BONE_FRACTION_MIN:
                 continue
-            found = np.asarray(centroid(mask))
+            found, mask = candidate
             # the neighbours either side settle first: the localiser may have put one between two vertebrae
-            (low, low_mask), (high, high_mask) = settled(out[-1]), settled(points[above])
+            (low, low_mask), (high, high_mask) = neighbour(out[-1]), neighbour(points[above])
             if distinct(found, [*out[:-1], low, high]) and all(
                 side is None or shared_fraction(mask, side) < SHARED_MAX for side in (low_mask, high_mask)
             ):
