@@ -1,4 +1,5 @@
-"""Inference speed and accuracy by arithmetic and memory layout, with the bundled model (or --ckpt).
+"""Inference speed and accuracy by arithmetic and memory layout, with one network: the first bundled
+one (or --ckpt).
 
     python -m benchmarks.inference_modes [--ckpt <checkpoint>] [--out benchmarks/results/inference_modes.md]
 
@@ -30,9 +31,9 @@ from spine_lightning.data.labels import VERSE_NAMES
 from spine_lightning.data.sources import asset_subjects
 from spine_lightning.evaluation.score import score_levels
 from spine_lightning.inference.checkpoints import (
+    BUNDLED_MODEL,
     NET_PREFIX,
     TrainedModel,
-    checkpoint_path,
     load_segmentation_module,
     native_bf16,
     read_checkpoint,
@@ -107,11 +108,11 @@ def predict_seconds(ckpt: Path, size, rounds: int) -> dict[str, list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", default=None, help="default: the bundled model")
+    parser.add_argument("--ckpt", default=None, help="default: the first bundled network")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference_modes.md"))
     args = parser.parse_args()
-    ckpt = checkpoint_path(args.ckpt)
+    ckpt = Path(args.ckpt) if args.ckpt else BUNDLED_MODEL
     forward = forward_times(ckpt, args.repeats)
     base = forward["fp32, default layout"]
     iou = held_out_iou(ckpt)

@@ -1,10 +1,11 @@
 """Peak memory and time of predict on a large CT (default 512 x 512 x 600 voxels).
 
-    python -m benchmarks.large_scan --ckpt <checkpoint> [--size 512 512 600]
+    python -m benchmarks.large_scan [--ckpt <checkpoint>] [--size 512 512 600]
         [--out benchmarks/results/large_scan.md]
 
 The CT is a procedural phantom resampled onto a large fine grid and written uncompressed (.nii);
-prediction runs in this process with the automatic localiser, as `predict.py` would. The report's
+prediction runs in this process with the automatic localiser, as `predict.py` would (without --ckpt:
+with the bundled models, as `predict.py` without ckpt_path). The report's
 timings and peak RSS are printed as a table and written to --out.
 """
 
@@ -44,7 +45,7 @@ def large_phantom(size, path: Path) -> None:
     sitk.WriteImage(big, str(path), useCompression=False)
 
 
-def predict_large(ckpt: str, size, **settings) -> tuple[dict, float, float]:
+def predict_large(ckpt: str | None, size, **settings) -> tuple[dict, float, float]:
     """Predict on a procedural CT of `size` voxels: (report, seconds to make the CT, RSS before).
     `settings`: predict.py settings other than its defaults (e.g. precision="fp32")."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,7 +55,7 @@ def predict_large(ckpt: str, size, **settings) -> tuple[dict, float, float]:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             pool.submit(large_phantom, size, ct).result()
         make_s, rss_before = time.perf_counter() - t, peak_rss_mb()
-        cfg = predict_config(ckpt_path=str(ckpt), input=str(ct), output_dir=str(Path(tmp) / "out"), **settings)
+        cfg = predict_config(ckpt_path=ckpt and str(ckpt), input=str(ct), output_dir=str(Path(tmp) / "out"), **settings)
         report = predict(cfg)[0]
         json.loads((Path(tmp) / "out" / "large_report.json").read_text())
     return report, make_s, rss_before
@@ -62,7 +63,7 @@ def predict_large(ckpt: str, size, **settings) -> tuple[dict, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", required=True)
+    parser.add_argument("--ckpt", help="a checkpoint (default: the bundled models)")
     parser.add_argument("--size", type=int, nargs=3, default=[512, 512, 600])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/large_scan.md"))
     args = parser.parse_args()

@@ -9,8 +9,8 @@ unnamed; predict then segments every body it found as 'vertebra1', 'vertebra2', 
 wholly in view (the sacrum aside, whose label spans all of it) **has its own label** when the
 predicted label overlapping it most has Dice >= 0.5 with it and is no other vertebra's best label.
 A predicted label is **spurious** when under 20 % of its voxels lie on any labelled vertebra. The
-network is the bundled model unless --ckpt is given; no test-time mirroring (it does not change
-which vertebrae are found).
+network is the bundled ensemble (as predict.py) unless --ckpt is given; no test-time mirroring (it
+does not change which vertebrae are found).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import SimpleITK as sitk
 from benchmarks.naming import cases, cut_by_the_edge
 from spine_lightning.data.assets import asset_path
 from spine_lightning.inference.centres import automatic_centres
-from spine_lightning.inference.checkpoints import checkpoint_path, load_segmentation_module
+from spine_lightning.inference.checkpoints import checkpoint_paths, load_model
 from spine_lightning.inference.localization import localize
 from spine_lightning.inference.predict import predict_config
 from spine_lightning.inference.segment import predict_levels
@@ -53,10 +53,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--first-seed", type=int, default=5000)
-    parser.add_argument("--ckpt", default=None, help="checkpoint (default: the bundled model)")
+    parser.add_argument("--ckpt", default=None, help="checkpoint (default: the bundled models, as predict.py)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/unnamed.md"))
     args = parser.parse_args(argv)
-    module = load_segmentation_module(checkpoint_path(args.ckpt))
+    paths = checkpoint_paths(args.ckpt)
+    module = load_model(paths)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     lines = ["| case | seed | vertebrae in view | own label: off / on | spurious: off / on | added | dropped "
              "| time on (s) |", "|---|---|---|---|---|---|---|---|"]
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
     n, own_off, own_on, spur_off, spur_on, added = totals.tolist()
     lines += ["", f"Unnamed cases: {len(lines) - 2}; vertebrae wholly in view with a label of their own: "
               f"{own_off}/{n} without the check, **{own_on}/{n}** with it; spurious labels {spur_off} -> "
-              f"{spur_on}; vertebrae added {added}.", "", f"Network: `{checkpoint_path(args.ckpt)}`, seeds "
+              f"{spur_on}; vertebrae added {added}.", "", f"Networks: `{', '.join(p.name for p in paths)}`, seeds "
               f"{seeds.start}-{seeds.stop - 1}."]
     table = "\n".join(lines)
     print(table)

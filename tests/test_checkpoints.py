@@ -1,8 +1,16 @@
 import pytest
+import SimpleITK as sitk
 import torch
 
 from spine_lightning.core.errors import ConfigError, SpineError
-from spine_lightning.inference.checkpoints import inference_checkpoint, load_segmentation_module
+from spine_lightning.inference.checkpoints import (
+    BUNDLED_MODELS,
+    Ensemble,
+    checkpoint_paths,
+    inference_checkpoint,
+    load_model,
+    load_segmentation_module,
+)
 from spine_lightning.training.module import SpineSegmentationModule
 
 NET = dict(_target_="spine_lightning.models.GCNResidualFCN", width=2, levels=3, convs=1, kernel=3, gcn_kernel=3)
@@ -80,3 +88,40 @@ def test_bf16_inference_gives_float32_probabilities_close_to_fp32(tmp_path):
     assert (p_half - p_full).abs().max() < 0.05
     with pytest.raises(ConfigError, match="precision"):
         load_segmentation_module(tmp_path / "m.ckpt", precision="fp16")
+
+
+def test_an_ensemble_averages_its_members_probabilities(tmp_path):
+    """Two checkpoints as one network: a softmax of its output is the mean of the members' softmax."""
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        _save(tmp_path / f"m{seed}.ckpt", SpineSegmentationModule(net=NET, levels=["L2", "L3"]))
+        paths.append(tmp_path / f"m{seed}.ckpt")
+    ensemble = load_model(checkpoint_paths([str(p) for p in paths]))
+    members = [load_segmentation_module(p) for p in paths]
+    x = torch.randn(1, 1, 8, 8, 8)
+    with torch.no_grad():
+        mean = (torch.softmax(members[0](x), 1) + torch.softmax(members[1](x), 1)) / 2
+        torch.testing.assert_close(torch.softmax(ensemble(x), 1), mean, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(mean, torch.softmax(members[0](x), 1), atol=1e-3)  # the members differ
+    assert not isinstance(load_model(checkpoint_paths(str(paths[0]))), Ensemble)  # one path: one network
+    odd = SpineSegmentationModule(net=NET, levels=["L2", "L3"], preprocessing=dict(spacing=2.0))
+    _save(tmp_path / "odd.ckpt", odd)
+    with pytest.raises(SpineError, match=r"odd\.ckpt: its preprocessing differ"):
+        load_model([paths[0], tmp_path / "odd.ckpt"])
+
+
+def test_without_ckpt_path_the_bundled_models_load_as_one_ensemble_that_segments():
+    from spine_lightning.data.crops import label_centroids
+    from spine_lightning.data.labels import VERSE_NAMES, level_value
+    from spine_lightning.data.phantom import make_phantom
+    from spine_lightning.inference.segment import predict_levels
+
+    assert checkpoint_paths(None) == list(BUNDLED_MODELS) and len(BUNDLED_MODELS) == 2
+    model = load_model(checkpoint_paths(None))
+    assert isinstance(model, Ensemble) and list(model.hparams.levels) == ["L2", "L3", "L4", "L5"]
+    image, label = make_phantom(1001)
+    centre = {VERSE_NAMES[v]: c for v, c in label_centroids(label).items()}["L3"]
+    pred = sitk.GetArrayFromImage(predict_levels(model, image, {"L3": centre}).label) == level_value("L3")
+    truth = sitk.GetArrayFromImage(label) == level_value("L3")
+    assert (pred & truth).sum() / (pred | truth).sum() > 0.8  # an untrained network scores near 0 here

@@ -62,7 +62,7 @@ def test_predict_real_ct_with_centroids_and_reference(real_case, tmp_path):
     assert set(np.unique(sitk.GetArrayViewFromImage(seg))) <= {0, 21, 22, 23, 24}
 
     report = json.loads((out / "lumbar_ct_3mm_report.json").read_text())
-    assert report["checkpoint"]["sha256"] and report["peak_rss_mb"] > 0 and report["timings"]["total_s"] > 0
+    assert report["checkpoints"][0]["sha256"] and report["peak_rss_mb"] > 0 and report["timings"]["total_s"] > 0
     size = np.array(image.GetSize())
     corners = np.array(
         [
@@ -335,7 +335,7 @@ def test_crop_filling_masks_are_skipped_not_meshed(real_case, tmp_path, monkeypa
                                      preprocessing=dict(spacing=3.0, crop_size=[32, 48, 32]))
     module.net = _AllForeground()
     module.bf16 = False
-    monkeypatch.setattr(predict_module, "load_segmentation_module", lambda path, precision: module.eval())
+    monkeypatch.setattr(predict_module, "load_model", lambda paths, precision: module.eval())
     ckpt = tmp_path / "any.ckpt"
     ckpt.write_bytes(b"hashed only")
     out = tmp_path / "out"

@@ -19,7 +19,7 @@ from spine_lightning.data.labels import VERSE_NAMES, level_value
 from spine_lightning.evaluation.metrics import overlap, per_level_means, surface_distances
 from spine_lightning.evaluation.preview import write_comparison_preview
 from spine_lightning.inference.centres import automatic_centres
-from spine_lightning.inference.checkpoints import checkpoint_path, load_segmentation_module
+from spine_lightning.inference.checkpoints import checkpoint_paths, load_model
 from spine_lightning.inference.segment import predict_levels
 
 log = logging.getLogger(__name__)
@@ -70,10 +70,10 @@ def summarise(rows: list[dict], levels) -> dict[str, float]:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    cfg.ckpt_path = str(checkpoint_path(cfg.get("ckpt_path")))  # none given: the bundled model
+    paths = checkpoint_paths(cfg.get("ckpt_path"))  # none given: the bundled models
     if cfg.centroids not in CENTROID_SOURCES:
         raise ConfigError("centroids", cfg.centroids, f"one of {', '.join(CENTROID_SOURCES)}")
-    module = load_segmentation_module(cfg.ckpt_path, precision=cfg.precision)
+    module = load_model(paths, precision=cfg.precision)
     levels = list(cfg.levels or module.hparams.levels)
     subjects = [s for s in hydra.utils.instantiate(cfg.data.subjects) if cfg.split in (None, "all", s.split)]
     if not subjects:
@@ -92,7 +92,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         rows += [dict(subject=subject.id, **r) for r in score_levels(pred.label, truth, levels)]
         if cfg.get("preview", True):
             write_comparison_preview(out_dir / "previews" / f"{subject.id}_preview.png", image, truth, pred.label,
-                                     levels, title=f"{subject.id} ({cfg.ckpt_path})")
+                                     levels, title=f"{subject.id} ({', '.join(p.name for p in paths)})")
     metrics = summarise(rows, levels)
     with atomic_path(out_dir / "cases.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)

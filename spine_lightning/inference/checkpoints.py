@@ -15,17 +15,25 @@ from lightning.fabric.utilities.data import AttributeDict
 
 from spine_lightning.core.errors import ConfigError, SpineError
 from spine_lightning.core.io import atomic_path
+from spine_lightning.inference.segment import preprocessing_of
 from spine_lightning.models.memory_format import use_channels_last
 
 NETWORK_TARGET = "spine_lightning.models.GCNResidualFCN"
 NET_PREFIX = "net."  # the network's weights inside the training module's state_dict
-# The model shipped inside the package (its card: bundled/README.md); used when no ckpt_path is given.
-BUNDLED_MODEL = Path(__file__).resolve().parent / "bundled" / "spine_lumbar.ckpt"
+# The models shipped inside the package (their card: bundled/README.md), used together as one
+# ensemble when no ckpt_path is given; the first is the stronger alone (init_weights=bundled trains it on).
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+BUNDLED_MODELS = (BUNDLED_DIR / "spine_lumbar.ckpt", BUNDLED_DIR / "spine_lumbar_width8.ckpt")
+BUNDLED_MODEL = BUNDLED_MODELS[0]
 
 
-def checkpoint_path(ckpt_path: str | Path | None) -> Path:
-    """The checkpoint to use: the one given, else the model bundled with the package."""
-    return Path(ckpt_path) if ckpt_path else BUNDLED_MODEL
+def checkpoint_paths(ckpt_path) -> list[Path]:
+    """The checkpoints to use: the one given, the list given (an ensemble), else the bundled models."""
+    if not ckpt_path:
+        return list(BUNDLED_MODELS)
+    if isinstance(ckpt_path, (str, Path)):
+        return [Path(ckpt_path)]
+    return [Path(p) for p in ckpt_path]
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -58,6 +66,31 @@ class TrainedModel(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             return self.net(x).float()
+
+
+class Ensemble(torch.nn.Module):
+    """Several trained networks used as one, as nnU-Net averages its folds: the mean of their softmax
+    probabilities, returned as log-probabilities so that a softmax of the output is that mean (how
+    prediction reads any network). The members must crop alike and segment the same levels."""
+
+    def __init__(self, members: list[TrainedModel], paths: list[Path]):
+        super().__init__()
+        for member, path in zip(members[1:], paths[1:], strict=True):
+            for key, of in (("levels", lambda m: list(m.hparams.levels)), ("preprocessing", preprocessing_of)):
+                if of(member) != of(members[0]):
+                    raise SpineError(f"{path}: its {key} differ from those of {paths[0]}; the members of an "
+                                     "ensemble must crop alike and segment the same levels")
+        self.members = torch.nn.ModuleList(members)
+        self.hparams = members[0].hparams
+        self.bf16 = members[0].bf16
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(dim=0)
+        return torch.log(mean.clamp_min(1e-12))
 
 
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -99,6 +132,13 @@ def load_segmentation_module(path: str | Path, map_location: str | torch.device 
         ) from None
     use_channels_last(model.net)
     return model.to(map_location).eval()
+
+
+def load_model(paths: list[Path], map_location: str | torch.device = "cpu",
+               precision: str = "fp32") -> TrainedModel | Ensemble:
+    """The network of one checkpoint, or the ensemble of several (`checkpoint_paths`)."""
+    members = [load_segmentation_module(p, map_location, precision) for p in paths]
+    return members[0] if len(members) == 1 else Ensemble(members, paths)
 
 
 def inference_checkpoint(src: str | Path, dst: str | Path) -> None:

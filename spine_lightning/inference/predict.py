@@ -20,7 +20,7 @@ from spine_lightning.data.imageio import read_image
 from spine_lightning.data.labels import LUMBAR_LEVELS, UNNAMED_BASE, is_unnamed, label_value, level_value
 from spine_lightning.data.scan import STREAMED_SUFFIXES, open_scan
 from spine_lightning.inference.centres import automatic_centres
-from spine_lightning.inference.checkpoints import checkpoint_path, load_segmentation_module
+from spine_lightning.inference.checkpoints import checkpoint_paths, load_model
 from spine_lightning.inference.export import mask_mesh, signed_distance_at, write_deviation_png, write_mesh
 from spine_lightning.inference.inputs import case_name, check_writable, find_cases
 from spine_lightning.inference.preview import write_preview
@@ -59,7 +59,7 @@ def _within_face_budget(mesh, cfg: DictConfig):
     return mesh.simplify_quadric_decimation(face_count=budget) if len(mesh.faces) > budget else mesh
 
 
-def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: str) -> dict:
+def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, checkpoints: list[dict]) -> dict:
     """All outputs of one CT; inputs are read and checked before anything is written."""
     timings, t0 = {}, time.perf_counter()
     scan = open_scan(path)
@@ -158,7 +158,7 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, ckpt_hash: 
             "or a hint (lowest_level=, levels_in_view=) to name them"
         ),
         preview=preview,
-        checkpoint=dict(path=str(cfg.ckpt_path), sha256=ckpt_hash),
+        checkpoints=checkpoints,  # more than one: their ensemble
         settings=dict(
             levels=levels,
             preprocessing=preprocessing_of(module),
@@ -205,7 +205,7 @@ def naming_hint(cfg: DictConfig) -> dict | None:
 
 
 def predict(cfg: DictConfig) -> list[dict]:
-    cfg.ckpt_path = str(checkpoint_path(cfg.get("ckpt_path")))  # none given: the bundled model
+    paths = checkpoint_paths(cfg.get("ckpt_path"))  # none given: the bundled models
     if not cfg.get("input"):
         raise SpineError("input: required (a CT file, a DICOM folder, or a folder of CTs)")
     cases = find_cases(Path(cfg.input))
@@ -213,15 +213,15 @@ def predict(cfg: DictConfig) -> list[dict]:
         raise SpineError(f"input={cfg.input}: centroids and reference apply to one CT, not to a folder of CTs")
     if cfg.get("localizer_ckpt"):
         raise ConfigError("localizer_ckpt", cfg.localizer_ckpt, "null: the built-in localiser needs no weights")
-    module = load_segmentation_module(cfg.ckpt_path, precision=cfg.precision)
+    module = load_model(paths, precision=cfg.precision)
     for level in cfg.levels or []:
         level_value(level)
     out_dir = Path(cfg.output_dir)
     check_writable(out_dir)
-    ckpt_hash = sha256(Path(cfg.ckpt_path))
+    checkpoints = [dict(path=str(p), sha256=sha256(p)) for p in paths]
     reports = []
     for path in track(cases, description="predicting", disable=len(cases) < 2):
-        reports.append(predict_case(module, path, out_dir, cfg, ckpt_hash))
+        reports.append(predict_case(module, path, out_dir, cfg, checkpoints))
         log.info("%s: %s", path, reports[-1]["note"])
     return reports
 
