@@ -39,6 +39,22 @@ def test_wandb_offline_run_holds_per_level_iou_and_the_method(tiny_run):
     assert "edge_adv" in run["tags"]
 
 
+def test_training_with_lightnings_weight_averaging_validates_per_level(tmp_path):
+    """Lightning's WeightAveraging swaps every buffer of the module with its average's before the
+    module's validation hook runs: the per-level metrics must not live in a buffer, or they empty."""
+    from conftest import ROOT
+
+    ema = ["+callbacks.ema._target_=lightning.pytorch.callbacks.WeightAveraging", "+callbacks.ema.use_buffers=false",
+           "+callbacks.ema.multi_avg_fn._target_=torch.optim.swa_utils.get_ema_multi_avg_fn",
+           "+callbacks.ema.multi_avg_fn.decay=0.9", "trainer.max_epochs=2"]
+    proc = run_cli(["train.py", *TINY_TRAIN, *ema, "logger=csv", f"hydra.run.dir={tmp_path}"], cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (log,) = tmp_path.rglob("metrics.csv")
+    logged = [line.split(",") for line in log.read_text().splitlines()]
+    column = logged[0].index("val/iou_mean")
+    assert sum(1 for row in logged[1:] if row[column]) == 2  # validated after each of the two epochs
+
+
 @pytest.mark.parametrize(
     "args,key,allowed",
     [

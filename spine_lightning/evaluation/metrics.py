@@ -54,18 +54,19 @@ class PerLevelMetrics(nn.Module):
                 for lv in self.levels
             }
         )
-        self.register_buffer("counts", torch.zeros(len(self.levels)), persistent=False)
 
     def update(self, preds: torch.Tensor, target: torch.Tensor, levels) -> None:
         """preds, target: (N, ...) integer class maps; levels: N level names."""
         for i, level in enumerate(levels):
             self.iou[level].update(preds[i : i + 1], target[i : i + 1])
             self.dice[level].update(preds[i : i + 1], target[i : i + 1])
-            self.counts[self.levels.index(level)] += 1
 
     def compute(self, prefix: str) -> dict[str, float]:
         """{prefix/iou_L2: …, prefix/dice_L2: …, prefix/iou_mean, prefix/dice_mean} over seen levels."""
-        counts = self.counts.clone()
+        # Crops seen per level, from the metrics themselves: a buffer here would be swapped out with the
+        # weights by Lightning's WeightAveraging callback (it swaps every buffer) before compute runs.
+        first = next(iter(self.iou.values()))
+        counts = torch.tensor([float(self.iou[lv].update_count) for lv in self.levels], device=first.device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(counts)
         # torchmetrics gives each level's mean over its crops (all ranks); the counts say which
@@ -77,7 +78,6 @@ class PerLevelMetrics(nn.Module):
     def reset(self) -> None:
         for metric in [*self.iou.values(), *self.dice.values()]:
             metric.reset()
-        self.counts.zero_()
 
 
 # --- Surface distances in physical space (millimetres), as MONAI defines them ----------------------
