@@ -12,6 +12,7 @@ timings and peak RSS are printed as a table and written to --out.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import multiprocessing
 import tempfile
@@ -70,6 +71,9 @@ def main() -> None:
     report, make_s, rss_before = predict_large(args.ckpt, args.size)
     t = report["timings"]
     rows = [
+        ("date", str(datetime.date.today())),
+        ("networks", ", ".join(Path(c["path"]).name for c in report["checkpoints"])),
+        ("precision, test-time mirroring", f"{report['settings']['precision']}, {report['settings']['mirror_lr']}"),
         ("CT size (voxels)", " x ".join(map(str, args.size))),
         ("CT file size (MB)", f"{np.prod(args.size) * 2 / 1e6:.0f} (int16, uncompressed)"),
         ("making the CT (s)", f"{make_s:.1f}"),

@@ -61,7 +61,7 @@ def suite(quick: bool, tiny: bool, ckpt: str | None = None) -> dict:
 
 def newest_default_checkpoint() -> str | None:
     """The last.ckpt of the newest `python train.py` run with the default CPU model, else the
-    model bundled with the package: an untrained model predicts blobs that fill whole crops, which
+    first bundled network: an untrained model predicts blobs that fill whole crops, which
     times mesh export, not predict."""
     from spine_lightning.inference.checkpoints import BUNDLED_MODEL, load_segmentation_module
 
@@ -99,7 +99,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", action="store_true", help="smallest sizes (smoke test only; implies --quick)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument(
-        "--ckpt", help="checkpoint for the predict benchmark (default: the newest default run, else the shipped model)"
+        "--ckpt",
+        help="checkpoint for the predict benchmark (default: the newest default run, else the first bundled network)",
     )
     args = parser.parse_args(argv)
     quick = args.quick or args.tiny

@@ -7,7 +7,7 @@ import pytest
 from spine_lightning.inference.checkpoints import BUNDLED_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
-# The model bundled with the package (its card: spine_lightning/inference/bundled/README.md): a model
+# The first network bundled with the package (its card: spine_lightning/inference/bundled/README.md): a model
 # that segments, for tests whose assertions need one (the tiny checkpoint only exercises the plumbing).
 DEFAULT_MODEL = BUNDLED_MODEL
 DATA = Path(__file__).resolve().parent / "data"

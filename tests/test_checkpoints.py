@@ -105,9 +105,11 @@ def test_an_ensemble_averages_its_members_probabilities(tmp_path):
         torch.testing.assert_close(torch.softmax(ensemble(x), 1), mean, rtol=1e-5, atol=1e-6)
         assert not torch.allclose(mean, torch.softmax(members[0](x), 1), atol=1e-3)  # the members differ
     assert not isinstance(load_model(checkpoint_paths(str(paths[0]))), Ensemble)  # one path: one network
+    with pytest.raises(ConfigError, match="ckpt_path"):
+        checkpoint_paths([])  # an empty list is a mistake, not a request for the bundled models
     odd = SpineSegmentationModule(net=NET, levels=["L2", "L3"], preprocessing=dict(spacing=2.0))
     _save(tmp_path / "odd.ckpt", odd)
-    with pytest.raises(SpineError, match=r"odd\.ckpt: its preprocessing differ"):
+    with pytest.raises(SpineError, match=r"odd\.ckpt: its preprocessing differs"):
         load_model([paths[0], tmp_path / "odd.ckpt"])
 
 

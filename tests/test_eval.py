@@ -65,8 +65,7 @@ def test_automatic_centroids_score_as_well_as_label_centroids(tmp_path):
 
     iou = {}
     for source in ("labels", "automatic"):
-        _eval_one_phantom(DEFAULT_MODEL, tmp_path / source, tmp_path / "run" / source, f"centroids={source}",
-                          "mirror_lr=false")  # mirroring has its own test; half the network's time
+        _eval_one_phantom(DEFAULT_MODEL, tmp_path / source, tmp_path / "run" / source, f"centroids={source}")
         iou[source] = json.loads((tmp_path / source / "metrics.json").read_text())["eval/iou_mean"]
     assert iou["labels"] > 0.8 and iou["automatic"] >= iou["labels"] - 0.03, iou
 

@@ -27,6 +27,10 @@ def test_per_level_iou_and_dice_equal_a_hand_computation():
     assert out["test/iou_L5"] == 0.0
     assert "test/iou_L3" not in out  # no crop of that level was seen
     assert abs(out["test/iou_mean"] - (iou_l2 + 0.0) / 2) < 1e-6
+    metrics.reset()  # a new epoch: no level seen yet
+    assert metrics.compute("test") == {}
+    metrics.update(preds[2:], target[2:], ["L5"])
+    assert set(metrics.compute("test")) == {"test/iou_L5", "test/dice_L5", "test/iou_mean", "test/dice_mean"}
 
 
 def test_one_per_level_rule_for_training_eval_and_the_report():

@@ -251,7 +251,6 @@ def test_default_model_centroids_on_the_real_ct(real_case, tmp_path):
             input=str(REAL / "lumbar_ct_3mm.nii.gz"),
             output_dir=str(tmp_path),
             centroids=str(real_case["folder"] / "ctd.json"),
-            mirror_lr=False,  # mirroring has its own test; half the network's time
         )
     )[0]
     errors = _report_centroid_errors(report, real_case["centres"])
@@ -263,8 +262,7 @@ def test_default_model_without_centroids_finds_every_level_on_the_real_ct(real_c
     """Localiser + refinement + segmentation: every L2-L5 segmented, named, and its report centroid
     within 5 mm of the label map's."""
     report = predict(
-        _cfg(ckpt_path=str(DEFAULT_MODEL), input=str(REAL / "lumbar_ct_3mm.nii.gz"), output_dir=str(tmp_path),
-             mirror_lr=False)  # mirroring has its own test; half the network's time
+        _cfg(ckpt_path=str(DEFAULT_MODEL), input=str(REAL / "lumbar_ct_3mm.nii.gz"), output_dir=str(tmp_path))
     )[0]
     loc = report["localisation"]
     assert loc["source"] == "automatic" and set(loc["refined_centres_mm"]) == {"L2", "L3", "L4", "L5"}

@@ -88,11 +88,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         else:
             centres, _ = automatic_centres(module, image, levels, cfg.get("refine") or {}, memo=memo)
         pred = predict_levels(module, image, {lv: c for lv, c in centres.items() if lv in levels},
-                              mirror_lr=bool(cfg.get("mirror_lr", True)), memo=memo)
+                              mirror_lr=bool(cfg.get("mirror_lr", False)), memo=memo)
         rows += [dict(subject=subject.id, **r) for r in score_levels(pred.label, truth, levels)]
         if cfg.get("preview", True):
             write_comparison_preview(out_dir / "previews" / f"{subject.id}_preview.png", image, truth, pred.label,
-                                     levels, title=f"{subject.id} ({', '.join(p.name for p in paths)})")
+                                     levels, title=f"{subject.id} ({', '.join(map(str, paths))})")
     metrics = summarise(rows, levels)
     with atomic_path(out_dir / "cases.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)

@@ -29,10 +29,12 @@ BUNDLED_MODEL = BUNDLED_MODELS[0]
 
 def checkpoint_paths(ckpt_path) -> list[Path]:
     """The checkpoints to use: the one given, the list given (an ensemble), else the bundled models."""
-    if not ckpt_path:
+    if ckpt_path is None or ckpt_path == "":
         return list(BUNDLED_MODELS)
     if isinstance(ckpt_path, (str, Path)):
         return [Path(ckpt_path)]
+    if not len(ckpt_path):
+        raise ConfigError("ckpt_path", [], "a checkpoint, a list of them, or null for the bundled models")
     return [Path(p) for p in ckpt_path]
 
 
@@ -78,11 +80,14 @@ class Ensemble(torch.nn.Module):
         for member, path in zip(members[1:], paths[1:], strict=True):
             for key, of in (("levels", lambda m: list(m.hparams.levels)), ("preprocessing", preprocessing_of)):
                 if of(member) != of(members[0]):
-                    raise SpineError(f"{path}: its {key} differ from those of {paths[0]}; the members of an "
+                    raise SpineError(f"{path}: its {key} differs from that of {paths[0]}; the members of an "
                                      "ensemble must crop alike and segment the same levels")
         self.members = torch.nn.ModuleList(members)
         self.hparams = members[0].hparams
-        self.bf16 = members[0].bf16
+
+    @property
+    def bf16(self) -> bool:
+        return any(m.bf16 for m in self.members)
 
     @property
     def device(self) -> torch.device:

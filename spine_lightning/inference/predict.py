@@ -85,7 +85,7 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, checkpoints
     timings["localise_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    pred = predict_levels(module, scan, centres, mirror_lr=bool(cfg.get("mirror_lr", True)), memo=memo)
+    pred = predict_levels(module, scan, centres, mirror_lr=bool(cfg.get("mirror_lr", False)), memo=memo)
     timings["predict_s"] = time.perf_counter() - t
 
     case = case_name(path)
@@ -163,6 +163,7 @@ def predict_case(module, path: Path, out_dir: Path, cfg: DictConfig, checkpoints
             levels=levels,
             preprocessing=preprocessing_of(module),
             precision="bf16" if module.bf16 else "fp32",
+            mirror_lr=bool(cfg.get("mirror_lr", False)),
             smoothing_iterations=int(cfg.mesh.smoothing_iterations),
             label_values={
                 **{lv: label_value(lv) for lv in (levels if named else written)},

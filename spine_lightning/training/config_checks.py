@@ -170,7 +170,7 @@ def validate_train_config(cfg: DictConfig) -> None:
 
 
 def initial_weights_path(init_weights) -> Path:
-    """`init_weights`: a checkpoint file, or `bundled` for the model packaged with spine_lightning."""
+    """`init_weights`: a checkpoint file, or `bundled`: the first (width-12) network packaged with the project."""
     return BUNDLED_MODEL if str(init_weights) == "bundled" else Path(str(init_weights))
 
 
