@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from spine_lightning.core.io import write_text
 from spine_lightning.data.crops import crop_ct, crop_frame, label_centroids
 from spine_lightning.data.intensity import window
 from spine_lightning.data.labels import VERSE_NAMES
@@ -144,8 +145,7 @@ def main() -> None:
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_text(args.out, text)
 
 
 if __name__ == "__main__":

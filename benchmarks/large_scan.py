@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from spine_lightning.core.io import write_text
 from spine_lightning.data.phantom import make_phantom
 from spine_lightning.inference.predict import peak_rss_mb, predict, predict_config
 
@@ -84,8 +85,7 @@ def main() -> None:
     ]
     table = "| quantity | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
     print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("# predict on a large CT\n\n" + table + "\n")
+    write_text(args.out, "# predict on a large CT\n\n" + table + "\n")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from spine_lightning.core.io import write_text
 from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import VERSE_NAMES
@@ -124,8 +125,7 @@ def main(argv=None) -> int:
         lines += ["", f"refined with `{ckpt}` ({refine.iterations} iterations, max shift {refine.max_shift_mm} mm)"]
     table = "\n".join(lines)
     print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("# Automatic localisation: centroid error\n\n" + table + "\n")
+    write_text(args.out, "# Automatic localisation: centroid error\n\n" + table + "\n")
     return 0
 
 

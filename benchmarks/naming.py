@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from spine_lightning.core.io import write_text
 from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import TOTALSEG_IDS, VERSE_NAMES
@@ -162,8 +163,7 @@ def main(argv=None) -> int:
         "`python -m benchmarks.naming`.",
     ]
     print("\n".join(rows[-(len(anchored) + 7):]))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("# Automatic localisation: naming\n\n" + "\n".join(rows) + "\n")
+    write_text(args.out, "# Automatic localisation: naming\n\n" + "\n".join(rows) + "\n")
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from benchmarks.naming import score
+from spine_lightning.core.io import write_text
 from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import TOTALSEG_IDS
@@ -56,8 +57,7 @@ def main(argv=None) -> int:
                  f"({totals[1] / totals[2]:.0%}); **wrong names: {totals[3]}**. "
                  "`python -m benchmarks.naming_orientations`."]
     print(rows[-1])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("# Naming: the real lumbar CT lying obliquely\n\n" + "\n".join(rows) + "\n")
+    write_text(args.out, "# Naming: the real lumbar CT lying obliquely\n\n" + "\n".join(rows) + "\n")
     return 0
 
 

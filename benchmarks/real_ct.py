@@ -21,6 +21,7 @@ import SimpleITK as sitk
 
 from benchmarks.localization import TOTALSEG_IDS
 from benchmarks.run import newest_default_checkpoint
+from spine_lightning.core.io import write_text
 from spine_lightning.data.assets import asset_path
 from spine_lightning.data.crops import label_centroids
 from spine_lightning.data.labels import level_value
@@ -95,8 +96,7 @@ def main(argv=None) -> int:
     }
     text = f"# Real lumbar CT: masks and centroids\n\ncheckpoint: `{ckpt}`\n\n{table(results)}\n"
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_text(args.out, text)
     return 0
 
 

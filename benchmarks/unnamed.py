@@ -23,6 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from benchmarks.naming import cases, cut_by_the_edge
+from spine_lightning.core.io import write_text
 from spine_lightning.data.assets import asset_path
 from spine_lightning.inference.centres import automatic_centres
 from spine_lightning.inference.checkpoints import checkpoint_paths, load_model
@@ -87,8 +88,7 @@ def main(argv=None) -> int:
               f"{seeds.start}-{seeds.stop - 1}."]
     table = "\n".join(lines)
     print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("# Vertebrae left unnamed: one label per vertebra\n\n" + table + "\n")
+    write_text(args.out, "# Vertebrae left unnamed: one label per vertebra\n\n" + table + "\n")
     return 0
 
 

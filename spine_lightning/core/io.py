@@ -44,8 +44,13 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
 
 
 def write_json(path: str | os.PathLike, data) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """`text` into `path` (its folder made if need be), whole or not at all."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(text)
 
 
 def sha256(path: str | os.PathLike) -> str:
