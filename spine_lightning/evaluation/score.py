@@ -74,6 +74,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.centroids not in CENTROID_SOURCES:
         raise ConfigError("centroids", cfg.centroids, f"one of {', '.join(CENTROID_SOURCES)}")
     module = load_model(paths, precision=cfg.precision)
+    # the preview names its network; an ensemble's full paths would run off the picture
+    networks = str(paths[0]) if len(paths) == 1 else f"ensemble of {', '.join(p.name for p in paths)}"
     levels = list(cfg.levels or module.hparams.levels)
     subjects = [s for s in hydra.utils.instantiate(cfg.data.subjects) if cfg.split in (None, "all", s.split)]
     if not subjects:
@@ -92,7 +94,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         rows += [dict(subject=subject.id, **r) for r in score_levels(pred.label, truth, levels)]
         if cfg.get("preview", True):
             write_comparison_preview(out_dir / "previews" / f"{subject.id}_preview.png", image, truth, pred.label,
-                                     levels, title=f"{subject.id} ({', '.join(map(str, paths))})")
+                                     levels, title=f"{subject.id} ({networks})")
     metrics = summarise(rows, levels)
     with atomic_path(out_dir / "cases.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
