@@ -161,14 +161,19 @@ def test_window_rescale_matches_torchio():
     assert ours.min() == 0.0 and ours.max() == 1.0
 
 
-def test_binary_maps_packed_into_one_label_map_move_as_each_alone(root):
-    """`augment` carries the binary maps (target, inside-the-scan mask) as bits of one label map:
-    under the same random draw they come out as TorchIO transforms each map on its own."""
+@pytest.mark.parametrize("weight_values", [2, 3])
+def test_binary_maps_packed_into_one_label_map_move_as_each_alone(root, weight_values):
+    """`augment` carries the binary maps (target, inside-the-scan mask) and boundary weights of two
+    values (1 and the edge weight) as bits of one label map: under the same random draw they come
+    out as TorchIO transforms each map on its own, padding 0 included. Weights of more values
+    travel as a map of their own, alike."""
     import torchio as tio
 
     config = _config(root, "strong")
     spatial = build_augmentation({k: dict(config[k], p=1.0) for k in ("affine", "elastic")})
     hu, target, weights = _cube_crop()
+    if weight_values == 3:
+        weights[:, :, 30:] = 0.5
     valid = np.ones(SHAPE, np.uint8)
     valid[:, :, :5] = 0  # past the scan's edge
     for seed in range(3):
