@@ -390,7 +390,8 @@ def test_a_body_like_s1_just_below_the_sacrum_puts_it_in_doubt():
     ev = [dict(cut=False, ilia=True)] * 2 + [dict(cut=False, ilia=False)] * 3
     assert sacrum_in_doubt(1, ev, [0.0, 30.0, 60.0, 90.0, 120.0]) == 0
     assert sacrum_in_doubt(1, ev, [-60.0, 30.0, 60.0, 90.0, 120.0]) is None  # far below: not a neighbour
-    assert sacrum_in_doubt(1, [dict(cut=True, ilia=True)] + ev[1:], [0.0, 30.0, 60.0, 90.0, 120.0]) is None
+    # a body cut by the scan's edge just below may be S1 itself (a scan beginning inside S1)
+    assert sacrum_in_doubt(1, [dict(cut=True, ilia=False)] + ev[1:], [0.0, 30.0, 60.0, 90.0, 120.0]) == 0
     assert sacrum_in_doubt(0, ev, [0.0, 30.0, 60.0, 90.0, 120.0]) is None
 
 
@@ -543,3 +544,15 @@ def test_a_body_below_the_discs_is_kept_only_as_the_sacrum_or_unnamed_under_t12s
     assert not run(False, None, False)  # no names: an extra unnamed body is not made up
     assert not run(False, None, True, hint={"lowest_level": "L5"})  # the hint counts from the lowest body
     assert not run(False, 2, True)  # a sacrum elsewhere: the added body is not it
+
+
+@pytest.mark.parametrize("below_l5_mm", [9, 15, 24])
+def test_a_scan_beginning_inside_s1_never_names_l5_s1(below_l5_mm):
+    # The real L5 is wide and lies between the iliac crests: with S1 cut by the scan's first slice it
+    # was read as the sacrum, and L5 ... L1 were named S1 ... L2.
+    image = sitk.ReadImage(str(REAL / "lumbar_ct_3mm.nii.gz"))
+    label = sitk.ReadImage(str(REAL / "lumbar_ct_3mm_vertebrae.nii.gz"))
+    k = _slices_of(label, 27)[0] - int(round(below_l5_mm / label.GetSpacing()[2]))
+    truth = {TOTALSEG_IDS[v]: c for v, c in label_centroids(label[:, :, k:]).items() if v in TOTALSEG_IDS}
+    loc = localize(image[:, :, k:])
+    assert _wrong_names(loc.centres, truth) == [], loc.note

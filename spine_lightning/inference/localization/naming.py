@@ -17,16 +17,18 @@ T12_ABOVE_S1 = 6  # bodies from S1 to T12 in a normal spine: five lumbar vertebr
 
 
 def sacrum_in_doubt(sacrum: int | None, evidence: list[dict], centres_z_mm: list[float] | None) -> int | None:
-    """An uncut body between the iliac wings within a body spacing below the sacrum found (its index),
-    or None. S1 is the last body above the pelvis's floor that the alae reach from; a body like it
-    just below means the one taken for S1 may be L5 (its transverse processes against the iliac
-    crests; seen on a real CT turned upright) or the body below is S2: unless T12 confirms the
-    count, not counted."""
+    """A body within a body spacing below the sacrum found (its index) that is between the iliac
+    wings or cut by the scan's edge, or None. S1 is the last body above the pelvis's floor that the
+    alae reach from; a body like it just below means the one taken for S1 may be L5 (its transverse
+    processes against the iliac crests; seen on a real CT turned upright) or the body below is S2.
+    A body cut there may be S1 itself: a real lumbar CT whose scan began inside S1 had its L5, wide
+    and between the iliac crests, read as the sacrum, and every name was a level too low. Unless
+    T12 confirms the count, not counted."""
     if sacrum is None or centres_z_mm is None:
         return None
     gaps = uncut_gaps(centres_z_mm, evidence)
     reach = GAP_RANGE[1] * float(np.median(gaps)) if gaps else 0.0
-    return next((k for k in range(sacrum - 1, -1, -1) if not evidence[k]["cut"] and evidence[k]["ilia"]
+    return next((k for k in range(sacrum - 1, -1, -1) if (evidence[k]["cut"] or evidence[k]["ilia"])
                  and centres_z_mm[sacrum] - centres_z_mm[k] <= reach), None)
 
 
@@ -128,8 +130,9 @@ def name_bodies(evidence: list[dict], widths: list[float], hint: dict | None = N
         return out
     below = sacrum_in_doubt(sacrum, evidence, centres_z_mm)
     if below is not None and (t12 is None or t12 - sacrum != T12_ABOVE_S1):  # T12 in its place settles it
+        how = "is cut by the scan's edge" if evidence[below]["cut"] else "also lies between the iliac wings"
         out["reason"] = (f"body {below + 1}, a body spacing below the one taken for the sacrum (body {sacrum + 1}), "
-                         "also lies between the iliac wings: which of them is S1 is not clear")
+                         f"{how}: which of them is S1 is not clear")
         return out
     if sacrum is None and any(ev["ilia"] and not ev["cut"] and ev["scan_below_mm"] >= SACRUM_SCAN_BELOW_MM
                               for ev in evidence):
