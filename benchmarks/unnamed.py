@@ -10,7 +10,8 @@ wholly in view (the sacrum aside, whose label spans all of it) **has its own lab
 predicted label overlapping it most has Dice >= 0.5 with it and is no other vertebra's best label.
 A predicted label is **spurious** when under 20 % of its voxels lie on any labelled vertebra. The
 network is the bundled ensemble (as predict.py) unless --ckpt is given; no test-time mirroring (it
-does not change which vertebrae are found).
+does not change which vertebrae are found). The network's count (`refine.network_count`), which
+may name such bodies, is off here: this measures the step alone.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def main(argv=None) -> int:
         scored = {int(v) for v in np.unique(reference) if v and int(v) in names} - sacrum - cut_by_the_edge(label)
         row = []
         for on in (False, True):
-            refine = dict(predict_config().refine, one_per_vertebra=on)
+            # the step alone, on bodies left unnamed: the network's count, which may name them, is off
+            refine = dict(predict_config().refine, one_per_vertebra=on, network_count=False)
             t = time.perf_counter()
             centres, report = automatic_centres(module, image, module.hparams.levels, refine)
             pred = sitk.GetArrayFromImage(predict_levels(module, image, centres).label)

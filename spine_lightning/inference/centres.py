@@ -9,12 +9,13 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from spine_lightning.data.crops import crop_ct, crop_frame
+from spine_lightning.data.crops import crop_ct
 from spine_lightning.data.labels import unnamed_name
 from spine_lightning.data.scan import Scan, as_scan
-from spine_lightning.inference.localization import localize
+from spine_lightning.inference.localization import Localisation, localize
 from spine_lightning.inference.localization.grid import BONE_HU
-from spine_lightning.inference.segment import covered_region, foreground_probability, preprocessing_of
+from spine_lightning.inference.segment import centroid, covered_region, preprocessing_of, segmented_vertebra
+from spine_lightning.inference.vertebra_votes import network_vertebrae
 
 CONVERGED_VOXELS = 0.5  # refinement stops when the segmented centroid is this close to the crop's centre
 # A gap between neighbouring centres of at least this many median spacings may hold a missed
@@ -31,18 +32,6 @@ OFF_COLUMN_SPACINGS = 1.0  # a centre this far from where its neighbours put it 
 SETTLE_ITERATIONS = 6  # re-centrings allowed to a centre placed in a gap, and to its neighbours
 
 
-def largest_part(prob: sitk.Image) -> sitk.Image | None:
-    """The largest connected component of `prob > 0.5`, a mask on the crop frame (None if empty)."""
-    parts = sitk.RelabelComponent(sitk.ConnectedComponent(prob > 0.5, True), sortByObjectSize=True)
-    return parts == 1 if sitk.GetArrayViewFromImage(parts).max() >= 1 else None
-
-
-def centroid(mask: sitk.Image) -> tuple[float, float, float]:
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(mask)
-    return tuple(stats.GetCentroid(1))
-
-
 def shared_fraction(mask: sitk.Image, other: sitk.Image) -> float:
     """The fraction of `mask`'s voxels that `other` (on another crop frame) holds too."""
     on_mask = sitk.Resample(other, mask, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
@@ -56,17 +45,6 @@ def bone_fraction(scan: Scan, mask: sitk.Image) -> float:
                  direction=list(mask.GetDirection()))
     hu = crop_ct(scan.region(*covered_region(scan, frame)), frame, outside="repeat")
     return float((hu[sitk.GetArrayViewFromImage(mask) > 0] > BONE_HU).mean())
-
-
-def segmented_vertebra(module, scan: Scan, centre, memo: dict | None) -> sitk.Image | None:
-    """The vertebra the network segments in the crop centred at `centre`: the largest part of its
-    mask (None: nothing, or the crop lies outside the scan)."""
-    prep = preprocessing_of(module)
-    frame = crop_frame(tuple(centre), prep["crop_size"], prep["spacing"])
-    region = covered_region(scan, frame)
-    if region is None:
-        return None
-    return largest_part(foreground_probability(module, scan.region(*region), frame, prep["window_hu"], memo=memo))
 
 
 def refine_centres(
@@ -197,6 +175,17 @@ def one_centre_per_vertebra(
     return [tuple(map(float, p)) for p in out], sources
 
 
+def counted_by_the_network(module, scan: Scan, unnamed: Localisation, hint: dict | None) -> Localisation:
+    """When the weight-free stage could not name the bodies it found: the vertebrae the network
+    segments along the column (`vertebra_votes`), counted and named from the same anchors with the
+    same checks; the weight-free stage's bodies (and its reason) stay when those cannot be named either."""
+    counted = localize(scan, hint, bodies_mm=network_vertebrae(module, scan))
+    if counted.named:
+        return counted
+    unnamed.note += f"; nor the vertebrae the network finds along the column: {counted.note.split(': ', 1)[-1]}"
+    return unnamed
+
+
 def automatic_centres(
     module, image: sitk.Image | Scan, levels, refine, hint: dict | None = None, memo: dict | None = None
 ) -> tuple[dict, dict]:
@@ -207,12 +196,14 @@ def automatic_centres(
     centres and what the report says of them; `memo`: see `segment.foreground_probability`."""
     scan = as_scan(image)
     found = localize(scan, hint)
+    max_shift_mm = float(refine.get("max_shift_mm", 15.0))
+    scan.reuse_regions(max_shift_mm)  # each level's refinement crops and final crop lie within this of its first
+    if not found.named and refine.get("network_count", False):
+        found = counted_by_the_network(module, scan, found, hint)
     if found.named:
         coarse = {lv: c for lv, c in found.centres.items() if lv in levels}
     else:
         coarse = {unnamed_name(k + 1): c for k, c in enumerate(found.bodies_mm)}
-    max_shift_mm = float(refine.get("max_shift_mm", 15.0))
-    scan.reuse_regions(max_shift_mm)  # each level's refinement crops and final crop lie within this of its first
     centres, moves = refine_centres(module, scan, coarse, int(refine.get("iterations", 0)), max_shift_mm, memo)
     completed = {}
     if not found.named and refine.get("one_per_vertebra", False):

@@ -101,6 +101,29 @@ def foreground_probability(
     return out
 
 
+def largest_part(prob: sitk.Image) -> sitk.Image | None:
+    """The largest connected component of `prob > 0.5`, a mask on the crop frame (None if empty)."""
+    parts = sitk.RelabelComponent(sitk.ConnectedComponent(prob > 0.5, True), sortByObjectSize=True)
+    return parts == 1 if sitk.GetArrayViewFromImage(parts).max() >= 1 else None
+
+
+def centroid(mask: sitk.Image) -> tuple[float, float, float]:
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(mask)
+    return tuple(stats.GetCentroid(1))
+
+
+def segmented_vertebra(module, scan: Scan, centre, memo: dict | None) -> sitk.Image | None:
+    """The vertebra the network segments in the crop centred at `centre`: the largest part of its
+    mask (None: nothing, or the crop lies outside the scan)."""
+    prep = preprocessing_of(module)
+    frame = crop_frame(tuple(centre), prep["crop_size"], prep["spacing"])
+    region = covered_region(scan, frame)
+    if region is None:
+        return None
+    return largest_part(foreground_probability(module, scan.region(*region), frame, prep["window_hu"], memo=memo))
+
+
 def predict_levels(
     module,
     image: sitk.Image | Scan,

@@ -5,7 +5,9 @@
 3. `bodies`: the vertebral bodies along it (core profile minima, or half way between the discs);
 4. `anchors`: what each body shows beside it (alae and ilia: the sacrum; ribs: T12);
 5. `naming`: names counted from the anchors, or none, with the reason;
-`pipeline` puts them together (`localize`), turning a column lying obliquely upright first.
+`pipeline` puts them together (`localize`), turning a column lying obliquely upright first; given
+the vertebrae found another way (`bodies_mm`: the segmentation network's, `inference.vertebra_votes`),
+it reads the anchors at those and counts them instead of its own bodies.
 A vertebra is named right or not named: see the README, "Automatic localisation and naming".
 """
 

@@ -6,7 +6,7 @@ column's rhythm). Unnamed bodies are still returned (bottom up) so that they can
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -16,6 +16,7 @@ from spine_lightning.data.scan import Scan
 from spine_lightning.inference.localization.anchors import (
     attached_half_width,
     body_evidence,
+    find_sacrum,
     ilia_below_the_sacrum,
     lateral_parts,
 )
@@ -49,6 +50,9 @@ SIDEWAYS_LEAN_MAX_DEG = 5.0  # bodies leaning more than this sideways: turned on
 COLUMN_TILT_DEG = 10.0  # a column leaning forwards/backwards more than this (lying obliquely) is turned upright first
 
 
+BY_THE_NETWORK = "vertebrae the segmentation network finds along the column"
+
+
 @dataclass
 class Localisation:
     centres: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # named only
@@ -70,7 +74,9 @@ class Localisation:
 
     def report(self) -> dict:
         return dict(
-            method="weight-free (bone column, discs and core profile; sacrum and rib (T12) anchors)",
+            method=("the segmentation network's vertebrae along the column, counted from the weight-free "
+                    "anchors (sacrum and rib (T12))" if self.body_detector == BY_THE_NETWORK else
+                    "weight-free (bone column, discs and core profile; sacrum and rib (T12) anchors)"),
             bodies_placed=self.body_detector,
             column_turned_upright_deg=round(self.turned_upright_deg, 1),
             column_turned_sideways_deg=round(self.turned_sideways_deg, 1),
@@ -96,9 +102,11 @@ class Localisation:
         return {k: list(self.bodies_mm[i]) for k, i in found.items() if i is not None}
 
 
-def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation:
+def localize(image: sitk.Image | Scan, hint: dict | None = None, bodies_mm: list | None = None) -> Localisation:
     """Vertebra centroids (mm) of a whole CT, named from the anchors in view (or the user's `hint`:
     `lowest_level` or `levels_in_view`), or left unnamed with the reason why.
+    `bodies_mm`: the vertebrae, found another way (foot to head; `inference.vertebra_votes`), to
+    read the anchors at and count instead of the bodies found here.
 
     Bodies are first the minima of the smoothed core profile, unless those sit on discs; when they
     cannot be counted (irregular, or leaving part of the column without a body), or sit on discs,
@@ -110,15 +118,15 @@ def localize(image: sitk.Image | Scan, hint: dict | None = None) -> Localisation
     followed, _ = on_the_column(bone, line, GRID_MM)  # the centre line may run into the pelvis below S1
     centre, forward = column_lean(followed, column_extent(bone, followed, GRID_MM), grid)
     forward = forward if abs(forward) >= COLUMN_TILT_DEG else 0.0
-    loc = (localize_on_grid(grid, hu, bone, line, view, hint) if forward == 0.0
-           else localize_turned(image, centre, forward, 0.0, hint))
+    loc = (localize_on_grid(grid, hu, bone, line, view, hint, bodies_mm) if forward == 0.0
+           else localize_turned(image, centre, forward, 0.0, hint, bodies_mm))
     if abs(loc.sideways_lean_deg) > SIDEWAYS_LEAN_MAX_DEG:  # measured on the bodies found: turn that too
-        loc = localize_turned(image, centre, forward, loc.sideways_lean_deg, hint)
+        loc = localize_turned(image, centre, forward, loc.sideways_lean_deg, hint, bodies_mm)
     return loc
 
 
 def localize_turned(image: sitk.Image | Scan, centre, forward_deg: float, sideways_deg: float,
-                    hint: dict | None) -> Localisation:
+                    hint: dict | None, bodies_mm: list | None = None) -> Localisation:
     """A patient lying obliquely: `localize` on the CT turned about `centre` so that a column leaning
     `forward_deg` and `sideways_deg` stands upright (the anchors are read on axial slices), resampled
     once from the CT; the points found are turned back."""
@@ -128,7 +136,9 @@ def localize_turned(image: sitk.Image | Scan, centre, forward_deg: float, sidewa
     grid, view, hu, bone, line = column_on_grid(image, turn)
     if line is None:
         return Localisation(note="no spine column found: no vertebra is named")
-    loc = localize_on_grid(grid, hu, bone, line, view, hint)
+    back = turn.GetInverse()  # the CT's points onto the turned grid
+    turned = None if bodies_mm is None else [back.TransformPoint(tuple(map(float, p))) for p in bodies_mm]
+    loc = localize_on_grid(grid, hu, bone, line, view, hint, turned)
     loc.bodies_mm = [turn.TransformPoint(p) for p in loc.bodies_mm]
     loc.centres = {k: turn.TransformPoint(p) for k, p in loc.centres.items()}
     loc.turned_upright_deg, loc.turned_sideways_deg = forward_deg, sideways_deg
@@ -136,7 +146,7 @@ def localize_turned(image: sitk.Image | Scan, centre, forward_deg: float, sidewa
 
 
 def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: np.ndarray, view: np.ndarray,
-                     hint: dict | None) -> Localisation:
+                     hint: dict | None, bodies_mm: list | None = None) -> Localisation:
     """`localize` on the canonical grid, the column's centre line found. Bodies and discs are sought
     only where the centre line is on the column followed slice by slice: below S1 it may run into
     the pelvis, where a minimum of its profile is no body (a body placed there hid an S1 not found,
@@ -150,6 +160,10 @@ def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: n
     candidates = disc_candidates(fine, GRID_MM)[0]
     candidates = candidates[on[candidates]]
     column = Column(grid, hu, bone, view, line, lateral_parts(bone, line, GRID_MM), candidates, extent)
+    if bodies_mm is not None:  # found another way: counted and named here, never replaced
+        heights = [grid.TransformPhysicalPointToContinuousIndex(tuple(map(float, p)))[2] for p in bodies_mm]
+        return network_vertebrae_counted(column, sorted(int(round(z)) for z in heights if 0 <= round(z) < hu.shape[0]),
+                                         hint)
     gaps = np.diff(minima) * GRID_MM
     relative = gaps / np.median(gaps) if len(gaps) else np.zeros(1)
     regular = GAP_RANGE[0] <= relative.min() and relative.max() <= GAP_RANGE[1]
@@ -173,6 +187,26 @@ def localize_on_grid(grid: sitk.Image, hu: np.ndarray, bone: np.ndarray, line: n
         loc, _ = locate_bodies(column, minima, "core profile minima", hint, not_named=(
             "the core profile's minima sit on discs and the discs do not form a regular chain, so the "
             "bodies cannot be counted"))
+    return loc
+
+
+def network_vertebrae_counted(column: Column, heights: list[int], hint: dict | None) -> Localisation:
+    """`locate_bodies` on the vertebrae the segmentation network found (slices `heights`, foot to
+    head), with one body more a spacing below the lowest where the column goes on there: the
+    network segments lumbar and thoracic vertebrae, not the sacrum of a real CT, so without that
+    body its L5, between the iliac crests, could be the lowest body and taken for S1. Two bodies in
+    a row that each read as the sacrum leave S1 in doubt, and nothing is named."""
+    z = np.array(heights, dtype=int)
+    if len(z) >= 2 and z[0] - int(np.median(np.diff(z))) >= column.extent[0]:
+        z = np.r_[z[0] - int(np.median(np.diff(z))), z]
+    loc, _ = locate_bodies(column, z, BY_THE_NETWORK, hint)
+    if loc.named and loc.sacrum_index == 0 and find_sacrum(loc.evidence[1:], loc.widths_mm[1:]) == 0:
+        reason = ("the two lowest bodies both read as the sacrum (alae and iliac wings beside each): "
+                  "which of them is S1 is not clear")
+        loc = replace(loc, centres={}, named=False, anchor=None, counting="", confidence="none",
+                      note=f"{len(loc.bodies_mm)} vertebral bodies found, not named: {reason}")
+        for ev in loc.evidence:
+            ev["name"] = None
     return loc
 
 
